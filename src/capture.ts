@@ -1,0 +1,106 @@
+import { HttpError } from './errors.js';
+import { exchange, readBody, remoteAddress, send, sendError, type Exchange, type Headers } from './http.js';
+import { newRequestId } from './ids.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import { buildPayload, type RequestFacts } from './payload.js';
+import { webhookIdPattern } from './protocol.js';
+import type { Webhook } from './store.js';
+import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.js';
+import type { WebhookCache } from './webhooks.js';
+import type { Writer } from './writer.js';
+
+export interface CaptureOptions {
+  maxBodyBytes: number;
+  trustProxy: boolean;
+}
+
+interface Deps {
+  webhooks: WebhookCache;
+  writer: Writer;
+  metrics: Metrics;
+  log: Logger;
+  isDraining: () => boolean;
+}
+
+const okHeaders: Headers = { 'content-type': 'application/json' };
+const customDefaultType = 'text/plain; charset=utf-8';
+
+/**
+ * `ANY /h/:id` and `ANY /h/:id/*`: read the body (limit enforced while it streams), build the
+ * payload, hand it to the group-commit writer, and answer 2xx only once the row is committed.
+ */
+export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: Deps): void {
+  const { webhooks, writer, metrics, log } = deps;
+  const notFound = new HttpError('not_found', 'Webhook not found');
+  const draining = new HttpError('draining');
+
+  function fail(ex: Exchange, err: unknown) {
+    const httpErr = err instanceof HttpError ? err : new HttpError('internal');
+    if (!(err instanceof HttpError)) log.error('capture failed', { err });
+    metrics.captureErrors.inc(httpErr.status);
+    sendError(ex, httpErr);
+  }
+
+  function answer(ex: Exchange, webhook: Webhook, id: string) {
+    metrics.captures.inc();
+    const r = webhook.response;
+    if (r === null) return send(ex, 200, `{"ok":true,"id":"${id}"}`, okHeaders);
+    const headers = r.headers?.['content-type'] ? r.headers : { 'content-type': customDefaultType, ...r.headers };
+    const reply = () => send(ex, r.status ?? 200, r.body ?? '', headers);
+    if (r.delayMs) setTimeout(reply, r.delayMs);
+    else reply();
+  }
+
+  function store(ex: Exchange, webhook: Webhook | undefined, facts: RequestFacts, body: Buffer) {
+    if (ex.done) return;
+    if (webhook === undefined) return fail(ex, notFound);
+    if (deps.isDraining()) return fail(ex, draining);
+    const id = newRequestId();
+    const { json } = buildPayload(id, webhook.id, facts, body, new Date());
+    writer.write({ id, webhookId: webhook.id, json }).then(
+      (result) => (result === 'stored' ? answer(ex, webhook, id) : fail(ex, notFound)),
+      (err: unknown) => fail(ex, err),
+    );
+  }
+
+  function capture(res: HttpResponse, req: HttpRequest) {
+    const ex = exchange(res);
+    const webhookId = req.getParameter(0) ?? '';
+    // Everything needed from `req` is copied now: it is gone once this function returns.
+    const url = req.getUrl();
+    const headers: Record<string, string> = Object.create(null);
+    req.forEach((name, value) => {
+      headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+    });
+    const facts: RequestFacts = {
+      method: req.getCaseSensitiveMethod().toUpperCase(),
+      path: url.slice(3 + webhookId.length) || '/',
+      headers,
+      rawQuery: req.getQuery() ?? '',
+      sourceIp: (opts.trustProxy && forwardedFor(headers['x-forwarded-for'])) || remoteAddress(res),
+    };
+    // Looked up while the body streams in; usually answered from the cache at once.
+    const found = webhookIdPattern.test(webhookId) ? webhooks.find(webhookId) : undefined;
+    readBody(ex, headers['content-length'] ?? '', opts.maxBodyBytes, (body) => {
+      if (!(found instanceof Promise)) return store(ex, found, facts, body);
+      found.then(
+        (w) => store(ex, w, facts, body),
+        (err: unknown) => {
+          log.warn('webhook lookup failed; answering 503', { webhookId, err });
+          fail(ex, new HttpError('storage_unavailable'));
+        },
+      );
+    });
+  }
+
+  app.any('/h/:id', capture);
+  app.any('/h/:id/*', capture);
+}
+
+/** The client as the first proxy saw it: the left-most X-Forwarded-For entry. */
+function forwardedFor(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const first = header.split(',', 1)[0]!.trim();
+  return first === '' ? undefined : first;
+}

@@ -1,0 +1,36 @@
+/**
+ * The stable error codes of the wire contract. HTTP errors answer
+ * `{"error": code, "message": message}`; WebSocket errors are `error` events with
+ * `{"code", "message"}`. Clients match on the code, never on the message.
+ */
+export const httpErrors = {
+  invalid_request: { status: 400, message: 'The request is not valid' },
+  unsupported_protocol: { status: 400, message: 'The WebSocket must offer subprotocol hooky.v1' },
+  not_found: { status: 404, message: 'Not found' },
+  method_not_allowed: { status: 405, message: 'Method not allowed on this route' },
+  upgrade_required: { status: 426, message: 'This route speaks WebSocket: connect with a WebSocket client offering subprotocol hooky.v1' },
+  conflict: { status: 409, message: 'A webhook with this id already exists' },
+  payload_too_large: { status: 413, message: 'The request body is larger than the limit' },
+  internal: { status: 500, message: 'Internal server error' },
+  storage_unavailable: { status: 503, message: 'Storage is unavailable; retry later' },
+  draining: { status: 503, message: 'The server is shutting down; retry later' },
+  overloaded: { status: 503, message: 'Too many requests are waiting to be stored; retry later' },
+} as const;
+
+export type HttpErrorCode = keyof typeof httpErrors;
+
+export { wsErrorMessages as wsErrors, type WsErrorCode } from './protocol.js';
+
+/** An error that carries the HTTP answer it should produce, in the manner of `err.status = 413`. */
+export class HttpError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: HttpErrorCode,
+    message: string = httpErrors[code].message,
+    readonly extra?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = 'HttpError';
+    this.status = httpErrors[code].status;
+  }
+}

@@ -1,0 +1,38 @@
+import { exchange, send } from './http.js';
+import type { Metrics } from './metrics.js';
+import type { TemplatedApp } from './uws.js';
+
+interface Deps {
+  metrics: Metrics;
+  isDraining: () => boolean;
+  /** Resolves when Postgres answers a query. */
+  ping: () => Promise<void>;
+}
+
+const json = { 'content-type': 'application/json' };
+const promText = 'text/plain; version=0.0.4; charset=utf-8';
+const pingTimeoutMs = 2000;
+
+/** `/healthz` (the process runs), `/readyz` (it can take captures), `/metrics` (Prometheus). */
+export function registerHealth(app: TemplatedApp, deps: Deps): void {
+  app.get('/healthz', (res) => {
+    res.writeHeader('content-type', 'application/json').end('{"status":"ok"}');
+  });
+
+  app.get('/readyz', (res) => {
+    const ex = exchange(res);
+    if (deps.isDraining()) return send(ex, 503, '{"status":"draining"}', json);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('timeout')), pingTimeoutMs);
+    });
+    Promise.race([deps.ping(), timeout]).then(
+      () => send(ex, deps.isDraining() ? 503 : 200, deps.isDraining() ? '{"status":"draining"}' : '{"status":"ready"}', json),
+      () => send(ex, 503, '{"status":"storage_unavailable"}', json),
+    ).finally(() => clearTimeout(timer));
+  });
+
+  app.get('/metrics', (res) => {
+    res.writeHeader('content-type', promText).end(deps.metrics.render());
+  });
+}

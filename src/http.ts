@@ -1,0 +1,118 @@
+import { STATUS_CODES } from 'node:http';
+import { HttpError, httpErrors, type HttpErrorCode } from './errors.js';
+import type { HttpResponse } from './uws.js';
+
+/**
+ * The rules uWS imposes on every HTTP handler, in one place:
+ * - a handler that does not answer before it returns must register onAborted first, and must not
+ *   touch `res` after the client went away;
+ * - `req` lives only until the handler returns: copy what you need out of it synchronously;
+ * - every write made after an await is corked, so status, headers and body leave in one syscall;
+ * - a body arrives in chunks whose ArrayBuffers are neutered after the callback: copy them.
+ */
+export interface Exchange {
+  readonly res: HttpResponse;
+  /** The client went away, or we already answered: `res` must not be used. */
+  done: boolean;
+}
+
+export function exchange(res: HttpResponse, onAbort?: () => void): Exchange {
+  const ex: Exchange = { res, done: false };
+  res.onAborted(() => {
+    ex.done = true;
+    onAbort?.();
+  });
+  return ex;
+}
+
+const statusLines = new Map<number, string>();
+export function statusLine(status: number): string {
+  let line = statusLines.get(status);
+  if (line === undefined) {
+    line = `${status} ${STATUS_CODES[status] ?? 'Unknown'}`;
+    statusLines.set(status, line);
+  }
+  return line;
+}
+
+export type Headers = Readonly<Record<string, string>>;
+const jsonType: Headers = { 'content-type': 'application/json' };
+
+/** Answers once; later calls, and calls after the client went away, do nothing. */
+export function send(ex: Exchange, status: number, body: string | Uint8Array, headers: Headers = jsonType, close = false): void {
+  if (ex.done) return;
+  ex.done = true;
+  ex.res.cork(() => {
+    ex.res.writeStatus(statusLine(status));
+    for (const name in headers) ex.res.writeHeader(name, headers[name]!);
+    ex.res.end(body, close);
+  });
+}
+
+export function sendJson(ex: Exchange, status: number, value: unknown, headers?: Headers): void {
+  send(ex, status, JSON.stringify(value), headers ? { ...jsonType, ...headers } : jsonType);
+}
+
+export function sendEmpty(ex: Exchange, status: number): void {
+  if (ex.done) return;
+  ex.done = true;
+  ex.res.cork(() => ex.res.writeStatus(statusLine(status)).endWithoutBody(0));
+}
+
+/** The contract's error body `{"error", "message"}`, with any extra fields after them. */
+export function errorBody(code: HttpErrorCode, message: string = httpErrors[code].message, extra?: Record<string, unknown>): string {
+  return JSON.stringify({ error: code, message, ...extra });
+}
+
+// 503s tell well-behaved senders (Stripe, GitHub, autocannon users' retry loops) when to come back.
+const retryAfter: Headers = { ...jsonType, 'retry-after': '1' };
+
+export function sendError(ex: Exchange, err: HttpError, close = false): void {
+  const headers = err.status === 503 ? retryAfter : jsonType;
+  send(ex, err.status, errorBody(err.code, err.message, err.extra), headers, close);
+}
+
+/**
+ * Streams the body into one Buffer, enforcing `limit` as the bytes arrive rather than after.
+ * Past the limit it answers 413 at once and closes the connection, so the rest is never read.
+ */
+export function readBody(ex: Exchange, declaredLength: string, limit: number, done: (body: Buffer) => void): void {
+  const declared = declaredLength === '' ? -1 : Number(declaredLength);
+  if (declared > limit) {
+    tooLarge(ex, limit);
+    return;
+  }
+  // With a Content-Length (the usual case) the body is copied once into a buffer of its size.
+  let buf = declared > 0 ? Buffer.allocUnsafe(declared) : undefined;
+  let chunks: Buffer[] | undefined;
+  let size = 0;
+  ex.res.onData((ab, isLast) => {
+    if (ex.done) return;
+    const chunk = new Uint8Array(ab);
+    if (size + chunk.length > limit) {
+      tooLarge(ex, limit);
+      return;
+    }
+    if (buf !== undefined && size + chunk.length <= buf.length) {
+      buf.set(chunk, size);
+    } else {
+      chunks ??= buf === undefined ? [] : [buf.subarray(0, size)];
+      buf = undefined;
+      chunks.push(Buffer.from(chunk));
+    }
+    size += chunk.length;
+    if (!isLast) return;
+    if (chunks !== undefined) done(Buffer.concat(chunks, size));
+    else done(buf === undefined ? Buffer.alloc(0) : buf.subarray(0, size));
+  });
+}
+
+function tooLarge(ex: Exchange, limit: number) {
+  sendError(ex, new HttpError('payload_too_large', `The body is larger than the limit of ${limit} bytes`, { limit }), true);
+}
+
+/** The peer's address as text; an IPv4 client on a dual-stack socket loses its `::ffff:` prefix. */
+export function remoteAddress(res: HttpResponse): string {
+  const text = Buffer.from(res.getRemoteAddressAsText()).toString();
+  return text.startsWith('::ffff:') && text.includes('.') ? text.slice(7) : text;
+}

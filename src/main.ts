@@ -1,0 +1,41 @@
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { createLogger } from './log.js';
+import { createServer } from './server.js';
+
+let config: Config;
+try {
+  config = loadConfig();
+} catch (err) {
+  process.stderr.write(`${err instanceof ConfigError ? err.message : String(err)}\n`);
+  process.exit(1);
+}
+const log = createLogger(config.logLevel);
+
+const server = await createServer(config, log).catch((err: unknown) => {
+  log.error(err instanceof Error ? err.message : 'start-up failed', { err });
+  process.exit(1);
+});
+log.info(`hooky listening on ${server.url}`, { port: server.port });
+
+// The shutdown order is the server's (see server.ts); a second signal skips it.
+let stopping = false;
+const stop = (signal: NodeJS.Signals) => {
+  if (stopping) {
+    log.warn(`${signal} again: exiting without finishing the shutdown`);
+    process.exit(130);
+  }
+  stopping = true;
+  log.info(`${signal}: shutting down`);
+  server.close().then(
+    () => {
+      log.info('stopped');
+      process.exit(0);
+    },
+    (err: unknown) => {
+      log.error('shutdown failed', { err });
+      process.exit(1);
+    },
+  );
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

@@ -1,0 +1,93 @@
+/**
+ * Counters, gauges and one histogram, rendered in the Prometheus text format (version 0.0.4).
+ * Plain numbers on the hot path; text is built only when /metrics is scraped.
+ */
+interface Metric {
+  render(): string;
+}
+
+function counter(name: string, help: string) {
+  let value = 0;
+  return {
+    inc(by = 1) {
+      value += by;
+    },
+    get value() {
+      return value;
+    },
+    render: () => `# HELP ${name} ${help}\n# TYPE ${name} counter\n${name} ${value}\n`,
+  };
+}
+
+function labelledCounter(name: string, help: string, label: string) {
+  const values = new Map<string | number, number>();
+  return {
+    inc(key: string | number, by = 1) {
+      values.set(key, (values.get(key) ?? 0) + by);
+    },
+    get(key: string | number) {
+      return values.get(key) ?? 0;
+    },
+    render: () =>
+      `# HELP ${name} ${help}\n# TYPE ${name} counter\n` +
+      [...values].map(([k, v]) => `${name}{${label}="${k}"} ${v}\n`).join(''),
+  };
+}
+
+function gauge(name: string, help: string) {
+  let value = 0;
+  return {
+    inc(by = 1) {
+      value += by;
+    },
+    dec(by = 1) {
+      value -= by;
+    },
+    get value() {
+      return value;
+    },
+    render: () => `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${value}\n`,
+  };
+}
+
+function histogram(name: string, help: string, buckets: readonly number[]) {
+  const counts = new Array<number>(buckets.length).fill(0);
+  let sum = 0;
+  let count = 0;
+  return {
+    observe(x: number) {
+      sum += x;
+      count++;
+      for (let i = 0; i < buckets.length; i++) if (x <= buckets[i]!) counts[i]!++;
+    },
+    render: () =>
+      `# HELP ${name} ${help}\n# TYPE ${name} histogram\n` +
+      buckets.map((b, i) => `${name}_bucket{le="${b}"} ${counts[i]}\n`).join('') +
+      `${name}_bucket{le="+Inf"} ${count}\n${name}_sum ${sum}\n${name}_count ${count}\n`,
+  };
+}
+
+export function createMetrics() {
+  const m = {
+    captures: counter('hooky_captures_total', 'Requests captured and committed'),
+    captureErrors: labelledCounter('hooky_capture_errors_total', 'Capture requests answered with an error, by HTTP status', 'status'),
+    batchSize: histogram('hooky_batch_rows', 'Rows per group-commit INSERT', [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000]),
+    batchFailures: counter('hooky_batch_failures_total', 'Group-commit INSERTs that failed'),
+    queued: gauge('hooky_writer_queue', 'Captures waiting for the writer'),
+    publishes: counter('hooky_publishes_total', 'new-request events published to rooms'),
+    openSockets: gauge('hooky_websocket_connections', 'Open WebSocket connections'),
+    joinedRooms: gauge('hooky_room_memberships', 'Room memberships over all open connections'),
+    backpressureCloses: counter('hooky_websocket_backpressure_closes_total', 'Connections closed because they could not keep up'),
+    wsErrors: labelledCounter('hooky_websocket_errors_total', 'error events sent to clients, by code', 'code'),
+    rejectedUpgrades: labelledCounter('hooky_websocket_rejected_upgrades_total', 'WebSocket upgrades refused, by HTTP status', 'status'),
+  };
+  const all: Metric[] = Object.values(m);
+  return {
+    ...m,
+    render(): string {
+      return all.map((x) => x.render()).join('');
+    },
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,51 @@
+import { isUtf8 } from 'node:buffer';
+import type { CapturedRequest } from './protocol.js';
+
+/** What capture reads synchronously off a uWS request before its first await. */
+export interface RequestFacts {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  rawQuery: string;
+  sourceIp: string;
+}
+
+/** Builds the payload and its JSON once; the JSON is what is stored and what is published. */
+export function buildPayload(id: string, webhookId: string, facts: RequestFacts, body: Buffer, now: Date) {
+  const size = body.length;
+  const utf8 = isUtf8(body);
+  const payload: CapturedRequest = {
+    id,
+    webhookId,
+    method: facts.method,
+    path: facts.path,
+    headers: facts.headers,
+    queryParams: parseQuery(facts.rawQuery),
+    body: size === 0 ? null : body.toString(utf8 ? 'utf8' : 'base64'),
+    bodyEncoding: utf8 ? 'utf8' : 'base64',
+    size,
+    timestamp: now.toISOString(),
+    sourceIp: facts.sourceIp,
+    userAgent: facts.headers['user-agent'] ?? null,
+  };
+  return { payload, json: JSON.stringify(payload) };
+}
+
+/** Form-style decoding (`+` is a space); a name given twice becomes an array, in order. */
+export function parseQuery(raw: string): Record<string, string | string[]> {
+  // A null prototype keeps a parameter named __proto__ as data.
+  const out: Record<string, string | string[]> = Object.create(null);
+  if (raw === '') return out;
+  for (const [name, value] of new URLSearchParams(raw)) {
+    const seen = out[name];
+    if (seen === undefined) out[name] = value;
+    else if (typeof seen === 'string') out[name] = [seen, value];
+    else seen.push(value);
+  }
+  return out;
+}
+
+/** The body back as bytes, exactly as it was received. */
+export function bodyBytes(p: Pick<CapturedRequest, 'body' | 'bodyEncoding'>): Buffer {
+  return p.body === null ? Buffer.alloc(0) : Buffer.from(p.body, p.bodyEncoding);
+}

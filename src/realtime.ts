@@ -1,0 +1,256 @@
+import { randomUUID } from 'node:crypto';
+import * as v from 'valibot';
+import { HttpError } from './errors.js';
+import { errorBody, sendError as sendHttpError, statusLine } from './http.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import {
+  clientSchemas,
+  EnvelopeSchema,
+  PROTOCOL,
+  roomOf,
+  wsErrorMessages,
+  type ClientEvent,
+  type Ref,
+  type ServerEventName,
+  type ServerEvents,
+  type WsErrorCode,
+} from './protocol.js';
+import type { PendingRow, Store } from './store.js';
+import { uws, type TemplatedApp, type WebSocket } from './uws.js';
+import type { WebhookCache } from './webhooks.js';
+
+/** What the server keeps per connection; dropped with the connection. */
+interface Conn {
+  readonly id: string;
+  readonly rooms: Set<string>;
+  closed: boolean;
+}
+
+export interface RealtimeOptions {
+  maxWsPayload: number;
+  wsMaxBuffer: number;
+  wsIdleTimeout: number;
+  maxRooms: number;
+  replayLimit: number;
+}
+
+interface Deps {
+  store: Store;
+  webhooks: WebhookCache;
+  metrics: Metrics;
+  log: Logger;
+  isDraining: () => boolean;
+}
+
+type Socket = WebSocket<Conn>;
+
+const unsupportedProtocol = errorBody('unsupported_protocol', `The WebSocket must offer subprotocol ${PROTOCOL} in Sec-WebSocket-Protocol`, {
+  supported: [PROTOCOL],
+});
+const drainingBody = errorBody('draining');
+
+/**
+ * `/ws`: the hooky.v1 protocol over uWS. A room is the uWS topic `webhook:<id>`, so a
+ * broadcast is one `app.publish` that uWS fans out in C++, never a loop over sockets in JS.
+ */
+export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: Deps) {
+  const { store, webhooks, metrics, log } = deps;
+  // Every open socket, for shutdown and for emptying a deleted webhook's room.
+  const sockets = new Set<Socket>();
+
+  function send<E extends ServerEventName>(ws: Socket, event: E, data: ServerEvents[E], ref?: Ref): void {
+    if (ws.getUserData().closed) return;
+    ws.send(JSON.stringify(ref === undefined ? { event, data } : { event, data, ref }), false);
+  }
+
+  function sendError(ws: Socket, code: WsErrorCode, ref: Ref, extra?: Record<string, unknown>, message: string = wsErrorMessages[code]) {
+    metrics.wsErrors.inc(code);
+    send(ws, 'error', { code, message, ...extra }, ref);
+  }
+
+  function leaveRoom(ws: Socket, room: string) {
+    const conn = ws.getUserData();
+    if (!conn.rooms.delete(room)) return;
+    ws.unsubscribe(room);
+    metrics.joinedRooms.dec();
+  }
+
+  async function join(ws: Socket, webhookId: string, since: string | undefined, ref: Ref) {
+    const conn = ws.getUserData();
+    const room = roomOf(webhookId);
+    if (!conn.rooms.has(room)) {
+      if (conn.rooms.size >= opts.maxRooms) {
+        return sendError(ws, 'TOO_MANY_ROOMS', ref, { webhookId, maxRooms: opts.maxRooms });
+      }
+      const found = webhooks.find(webhookId);
+      const webhook = found instanceof Promise ? await found : found;
+      if (conn.closed) return;
+      if (!webhook) return sendError(ws, 'WEBHOOK_NOT_FOUND', ref, { webhookId });
+      // Checked again: another join may have completed while we waited.
+      if (!conn.rooms.has(room)) {
+        if (conn.rooms.size >= opts.maxRooms) {
+          return sendError(ws, 'TOO_MANY_ROOMS', ref, { webhookId, maxRooms: opts.maxRooms });
+        }
+        // Subscribed before the replay query: a request committed meanwhile is either in the
+        // query's result or published to us afterwards, possibly both, never neither.
+        ws.subscribe(room);
+        conn.rooms.add(room);
+        metrics.joinedRooms.inc();
+      }
+    }
+    send(ws, 'joined', { webhookId, room }, ref);
+    if (since === undefined) return;
+
+    const { json, truncated } = await store.requestsSince(webhookId, since, opts.replayLimit);
+    if (conn.closed) return;
+    // Replayed events echo the join's ref, which tells them apart from live ones.
+    const tail = ref === undefined ? '}' : `,"ref":${JSON.stringify(ref)}}`;
+    ws.cork(() => {
+      for (const payload of json) ws.send(`{"event":"new-request","data":${payload}${tail}`, false);
+    });
+    const last = json.length > 0 ? (JSON.parse(json[json.length - 1]!) as { id: string }).id : since;
+    send(ws, 'replayed', { webhookId, room, count: json.length, truncated, last }, ref);
+  }
+
+  function onMessage(ws: Socket, message: ArrayBuffer, isBinary: boolean) {
+    if (message.byteLength > opts.maxWsPayload) return ws.end(1009, 'message too big');
+    if (isBinary) return sendError(ws, 'BAD_MESSAGE', undefined, { reason: 'binary frames are not accepted; send JSON text frames' });
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(Buffer.from(message).toString('utf8'));
+    } catch {
+      // Not JSON is the client's mistake, answered with an error event; nothing to log.
+      return sendError(ws, 'BAD_MESSAGE', undefined, { reason: 'the frame is not JSON' });
+    }
+    const ref = refOf(parsed);
+    const envelope = v.safeParse(EnvelopeSchema, parsed);
+    if (!envelope.success) {
+      return sendError(ws, 'BAD_MESSAGE', ref, { reason: 'the frame must be an object with a string "event"' });
+    }
+    const event = envelope.output.event;
+    if (!Object.hasOwn(clientSchemas, event)) {
+      return sendError(ws, 'UNKNOWN_EVENT', ref, { event: event.slice(0, 64), supported: Object.keys(clientSchemas) });
+    }
+    const result = v.safeParse(clientSchemas[event as ClientEvent], parsed);
+    if (!result.success) {
+      return sendError(ws, 'BAD_MESSAGE', ref, { event, reason: v.summarize(result.issues) });
+    }
+    const msg = result.output;
+    switch (msg.event) {
+      case 'join':
+        join(ws, msg.data.webhookId, msg.data.since, msg.ref).catch((err: unknown) => {
+          log.error('join failed', { webhookId: msg.data.webhookId, err });
+          sendError(ws, 'INTERNAL', msg.ref, { webhookId: msg.data.webhookId });
+        });
+        return;
+      case 'leave': {
+        const room = roomOf(msg.data.webhookId);
+        leaveRoom(ws, room);
+        return send(ws, 'left', { webhookId: msg.data.webhookId, room }, msg.ref);
+      }
+      case 'ping':
+        return send(ws, 'pong', {}, msg.ref);
+    }
+  }
+
+  app.ws<Conn>('/ws', {
+    compression: uws.DISABLED,
+    // uWS cuts a frame over its limit at the header, with no close frame (the peer sees 1006).
+    // Its limit sits above ours so that frames over ours arrive and get the contract's 1009;
+    // only frames over this ceiling are cut, so a peer still cannot make us buffer without bound.
+    maxPayloadLength: hardPayloadCeiling(opts.maxWsPayload),
+    maxBackpressure: opts.wsMaxBuffer,
+    // A boolean in the C++ binding (the typings say number): a client whose send buffer passes
+    // maxBackpressure is closed rather than buffered without bound or silently skipped.
+    closeOnBackpressureLimit: 1,
+    idleTimeout: opts.wsIdleTimeout,
+    sendPingsAutomatically: true,
+
+    upgrade(res, req, context) {
+      const offered = req.getHeader('sec-websocket-protocol');
+      const key = req.getHeader('sec-websocket-key');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const refuse = (status: number, body: string) => {
+        metrics.rejectedUpgrades.inc(status);
+        res.cork(() => res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').end(body));
+      };
+      if (deps.isDraining()) return refuse(503, drainingBody);
+      if (!offered.split(',').some((p) => p.trim() === PROTOCOL)) return refuse(400, unsupportedProtocol);
+      res.upgrade<Conn>({ id: randomUUID(), rooms: new Set(), closed: false }, key, PROTOCOL, extensions, context);
+    },
+
+    open(ws) {
+      sockets.add(ws);
+      metrics.openSockets.inc();
+      send(ws, 'connected', { connectionId: ws.getUserData().id, protocol: PROTOCOL });
+    },
+
+    message: onMessage,
+
+    close(ws) {
+      const conn = ws.getUserData();
+      conn.closed = true;
+      sockets.delete(ws);
+      metrics.openSockets.dec();
+      metrics.joinedRooms.dec(conn.rooms.size);
+      // uWS unsubscribes a closed socket from all its topics itself.
+      conn.rooms.clear();
+    },
+  });
+
+  // A plain GET (no Upgrade header) never reaches the ws route; tell the caller what /ws is.
+  app.get('/ws', (res) => sendHttpError({ res, done: false }, new HttpError('upgrade_required', undefined, { protocols: [PROTOCOL] })));
+
+  return {
+    /** Sends each committed request to its room; the JSON was serialised once, at capture. */
+    publish(rows: readonly PendingRow[]): void {
+      for (const row of rows) {
+        const room = roomOf(row.webhookId);
+        if (app.numSubscribers(room) === 0) continue;
+        app.publish(room, `{"event":"new-request","data":${row.json}}`, false);
+        metrics.publishes.inc();
+      }
+    },
+
+    /** Tells a deleted webhook's room, then empties it. */
+    webhookDeleted(webhookId: string): void {
+      const room = roomOf(webhookId);
+      // Sent to each member directly: a publish is delivered when uWS drains its topic tree,
+      // and by then the unsubscribe below would have dropped it.
+      for (const ws of sockets) {
+        if (!ws.getUserData().rooms.has(room)) continue;
+        ws.cork(() => {
+          sendError(ws, 'WEBHOOK_DELETED', undefined, { webhookId });
+          leaveRoom(ws, room);
+        });
+      }
+    },
+
+    /** Sends every socket `disconnect` with the reason, then closes it with 1001 (going away). */
+    close(reason: string): void {
+      for (const ws of [...sockets]) {
+        ws.cork(() => {
+          send(ws, 'disconnect', { reason });
+          ws.end(1001, reason);
+        });
+      }
+    },
+
+    get connections() {
+      return sockets.size;
+    },
+  };
+}
+
+export type Realtime = ReturnType<typeof createRealtime>;
+
+const MiB = 1024 * 1024;
+export const hardPayloadCeiling = (max: number) => Math.max(4 * max, MiB);
+
+/** The `ref` of a client frame, if it has a usable one, so even a rejected frame's error echoes it. */
+function refOf(x: unknown): Ref {
+  if (typeof x !== 'object' || x === null) return undefined;
+  const ref = (x as { ref?: unknown }).ref;
+  return (typeof ref === 'string' && ref.length <= 128) || (typeof ref === 'number' && Number.isFinite(ref)) ? ref : undefined;
+}

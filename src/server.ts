@@ -1,0 +1,93 @@
+import { registerApi } from './api.js';
+import { registerCapture } from './capture.js';
+import type { Config } from './config.js';
+import { openDatabase } from './db/connect.js';
+import { migrate } from './db/migrate.js';
+import { HttpError } from './errors.js';
+import { registerHealth } from './health.js';
+import { sendError } from './http.js';
+import type { Logger } from './log.js';
+import { createMetrics } from './metrics.js';
+import { createRealtime } from './realtime.js';
+import { createStore } from './store.js';
+import { uws, type us_listen_socket } from './uws.js';
+import { createWebhookCache } from './webhooks.js';
+import { createWriter } from './writer.js';
+
+export interface Server {
+  readonly port: number;
+  /** http://host:port as a client on this machine reaches it. */
+  readonly url: string;
+  readonly metrics: ReturnType<typeof createMetrics>;
+  /** The documented shutdown; safe to call twice. */
+  close(): Promise<void>;
+}
+
+/**
+ * Wires capture → store → publish on one uWS app and starts listening. Data flows one way:
+ * the capture route hands rows to the writer, the writer commits them and passes them to
+ * realtime, realtime publishes them to their rooms.
+ */
+export async function createServer(config: Config, log: Logger): Promise<Server> {
+  const db = await openDatabase(config, log);
+  try {
+    await migrate(db.sql, log);
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  const store = createStore(db.sql);
+  const webhooks = createWebhookCache(store);
+  const metrics = createMetrics();
+  let draining = false;
+  const isDraining = () => draining;
+
+  const app = uws.App();
+  const realtime = createRealtime(app, config, { store, webhooks, metrics, log, isDraining });
+  const writer = createWriter(
+    store,
+    { maxRows: config.batchMaxRows, maxBytes: config.batchMaxBytes, queueMaxBytes: config.queueMaxBytes },
+    metrics,
+    log,
+    (rows) => realtime.publish(rows),
+  );
+  let port = 0;
+  const publicUrl = () => config.publicUrl ?? `http://localhost:${port}`;
+  registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
+  registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { store, webhooks, log, onDeleted: realtime.webhookDeleted });
+  registerHealth(app, { metrics, isDraining, ping: store.ping });
+  app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
+
+  const listenSocket = await new Promise<us_listen_socket | false>((resolve) => app.listen(config.host, config.port, resolve));
+  if (!listenSocket) {
+    await db.close();
+    throw new Error(`Could not listen on ${config.host}:${config.port} (in use, or not an address of this machine)`);
+  }
+  port = uws.us_socket_local_port(listenSocket);
+  const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host.includes(':') ? `[${config.host}]` : config.host;
+  log.info('database ready', { database: db.where });
+
+  let closing: Promise<void> | undefined;
+  async function shutdown() {
+    // 1. Refuse new work: captures and upgrades get 503, /readyz turns 503.
+    draining = true;
+    // 2. Tell every client why, then close it with 1001 (going away).
+    realtime.close('server shutting down');
+    // 3. Stop accepting connections.
+    uws.us_listen_socket_close(listenSocket as us_listen_socket);
+    // 4. Commit every capture already accepted; each one answered 2xx is then in Postgres.
+    const flushed = await Promise.race([writer.close().then(() => true), delay(config.shutdownTimeoutMs).then(() => false)]);
+    if (!flushed) log.error('shutdown timeout: captures still waiting were not stored', { pending: writer.pending });
+    // 5. End the pool, then stop embedded Postgres.
+    await db.close();
+  }
+
+  return {
+    port,
+    url: `http://${host}:${port}`,
+    metrics,
+    close: () => (closing ??= shutdown()),
+  };
+}
+
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());

@@ -1,0 +1,35 @@
+import { randomBytes } from 'node:crypto';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/log.js';
+import { createServer, type Server } from '../../src/server.js';
+import { testDatabaseUrl } from './db.js';
+
+export interface TestServer {
+  server: Server;
+  url: string;
+  wsUrl: string;
+  close(): Promise<void>;
+}
+
+/** A hooky server on port 0 against the test database; extra env overrides the defaults. */
+export async function startServer(env: Record<string, string> = {}): Promise<TestServer> {
+  const config = loadConfig({
+    DATABASE_URL: await testDatabaseUrl(),
+    PORT: '0',
+    HOST: '127.0.0.1',
+    HOOKY_SHUTDOWN_TIMEOUT_MS: '5000',
+    ...env,
+  });
+  const server = await createServer(config, createLogger(process.env.HOOKY_TEST_LOG === '1' ? 'debug' : 'silent'));
+  const url = `http://127.0.0.1:${server.port}`;
+  return { server, url, wsUrl: `ws://127.0.0.1:${server.port}/ws`, close: () => server.close() };
+}
+
+/** A webhook id no other test (or earlier run on a shared database) uses. */
+export const uniqueId = (prefix = 't') => `${prefix}-${randomBytes(6).toString('hex')}`;
+
+export async function createWebhook(base: string, body: Record<string, unknown> = {}): Promise<{ id: string; url: string }> {
+  const res = await fetch(`${base}/api/webhooks`, { method: 'POST', body: JSON.stringify({ id: uniqueId(), ...body }) });
+  if (res.status !== 201) throw new Error(`create webhook: ${res.status} ${await res.text()}`);
+  return (await res.json()) as { id: string; url: string };
+}
