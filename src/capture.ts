@@ -73,8 +73,10 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     req.forEach((name, value) => {
       headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
     });
+    const method = req.getCaseSensitiveMethod().toUpperCase();
+    ex.head = method === 'HEAD';
     const facts: RequestFacts = {
-      method: req.getCaseSensitiveMethod().toUpperCase(),
+      method,
       path: url.slice(3 + webhookId.length) || '/',
       headers,
       rawQuery: req.getQuery() ?? '',

@@ -14,6 +14,8 @@ export interface Exchange {
   readonly res: HttpResponse;
   /** The client went away, or we already answered: `res` must not be used. */
   done: boolean;
+  /** A HEAD request: answered with the headers a GET would get, and no body. */
+  head?: boolean;
 }
 
 export function exchange(res: HttpResponse, onAbort?: () => void): Exchange {
@@ -45,7 +47,9 @@ export function send(ex: Exchange, status: number, body: string | Uint8Array, he
   ex.res.cork(() => {
     ex.res.writeStatus(statusLine(status));
     for (const name in headers) ex.res.writeHeader(name, headers[name]!);
-    ex.res.end(body, close);
+    // uWS would send the body even for HEAD, which breaks the next response on the connection.
+    if (ex.head) ex.res.endWithoutBody(typeof body === 'string' ? Buffer.byteLength(body) : body.length, close);
+    else ex.res.end(body, close);
   });
 }
 

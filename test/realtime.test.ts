@@ -21,6 +21,17 @@ async function eventually(check: () => Promise<boolean>, ms = 3000) {
   }
 }
 
+/** The HTTP status and body of a refused upgrade; fails the test if the upgrade succeeded. */
+async function refused(opening: Promise<TestClient>): Promise<{ status: number; body: string }> {
+  try {
+    const c = await opening;
+    await c.close();
+  } catch (e) {
+    return e as { status: number; body: string };
+  }
+  throw new Error('upgrade accepted');
+}
+
 interface Ctx {
   s: TestServer;
   clients: TestClient[];
@@ -67,10 +78,7 @@ connect('connection established: the first frame is "connected" with the id and 
 });
 
 connect('connection with an unsupported protocol is refused with 400 and the error', async (ctx) => {
-  const err = await openClient(ctx.s.wsUrl, ['graphql-ws', 'chat']).then(
-    () => assert.unreachable('upgrade accepted'),
-    (e: { status: number; body: string }) => e,
-  );
+  const err = await refused(openClient(ctx.s.wsUrl, ['graphql-ws', 'chat']));
   assert.is(err.status, 400);
   const body = JSON.parse(err.body);
   assert.is(body.error, 'unsupported_protocol');
@@ -79,10 +87,7 @@ connect('connection with an unsupported protocol is refused with 400 and the err
 });
 
 connect('connection without any subprotocol is refused with 400 unsupported_protocol', async (ctx) => {
-  const err = await openClient(ctx.s.wsUrl, []).then(
-    () => assert.unreachable('upgrade accepted'),
-    (e: { status: number; body: string }) => e,
-  );
+  const err = await refused(openClient(ctx.s.wsUrl, []));
   assert.is(err.status, 400);
   assert.is(JSON.parse(err.body).error, 'unsupported_protocol');
 });

@@ -1,0 +1,171 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import postgres from 'postgres';
+import { testDatabaseUrl } from './support/db.js';
+import { startServer, uniqueId, type TestServer } from './support/server.js';
+
+const test = suite<{ s: TestServer; sql: postgres.Sql }>('REST API', {} as never);
+
+test.before(async (ctx) => {
+  ctx.s = await startServer();
+  ctx.sql = postgres(await testDatabaseUrl(), { max: 2, onnotice: () => {} });
+});
+test.after(async (ctx) => {
+  await ctx.s.close();
+  await ctx.sql.end();
+});
+
+const post = (base: string, body?: unknown, raw?: string) =>
+  fetch(`${base}/api/webhooks`, { method: 'POST', body: raw ?? (body === undefined ? null : JSON.stringify(body)) });
+
+test('POST /api/webhooks without a body creates a webhook with an unguessable id', async (ctx) => {
+  const res = await post(ctx.s.url);
+  assert.is(res.status, 201);
+  const w = (await res.json()) as { id: string; url: string; createdAt: string; response: null };
+  assert.match(w.id, /^[A-Za-z0-9][A-Za-z0-9_-]{21}$/);
+  assert.is(Buffer.from(w.id, 'base64url').length, 16, '128 random bits');
+  assert.is(w.url, `http://localhost:${ctx.s.server.port}/h/${w.id}`);
+  assert.ok(Math.abs(Date.parse(w.createdAt) - Date.now()) < 10_000);
+  assert.is(w.response, null);
+  assert.is(res.headers.get('location'), `/api/webhooks/${w.id}`);
+  const ids = new Set(await Promise.all(Array.from({ length: 50 }, async () => ((await (await post(ctx.s.url)).json()) as { id: string }).id)));
+  assert.is(ids.size, 50);
+});
+
+test('POST /api/webhooks with a chosen id and a custom response', async (ctx) => {
+  const id = uniqueId('chosen');
+  const response = { status: 201, headers: { 'X-A': 'b' }, body: 'hi', delayMs: 0 };
+  const res = await post(ctx.s.url, { id, response });
+  assert.is(res.status, 201);
+  const w = (await res.json()) as { id: string; response: unknown };
+  assert.is(w.id, id);
+  assert.equal(w.response, { ...response, headers: { 'x-a': 'b' } });
+  const got = await (await fetch(`${ctx.s.url}/api/webhooks/${id}`)).json();
+  assert.equal(got, w);
+});
+
+test('POST /api/webhooks answers 409 conflict for an existing id', async (ctx) => {
+  const id = uniqueId();
+  assert.is((await post(ctx.s.url, { id })).status, 201);
+  const res = await post(ctx.s.url, { id });
+  assert.is(res.status, 409);
+  assert.is(((await res.json()) as { error: string }).error, 'conflict');
+});
+
+test('POST /api/webhooks answers 400 invalid_request on a bad body', async (ctx) => {
+  const bad: [unknown, string?][] = [
+    [undefined, '{not json'],
+    [[1, 2]],
+    ['a string'],
+    [{ id: '-starts-with-dash' }],
+    [{ id: 'x'.repeat(65) }],
+    [{ id: 'has space' }],
+    [{ unknownField: 1 }],
+    [{ response: { status: 99 } }],
+    [{ response: { status: 600 } }],
+    [{ response: { delayMs: -1 } }],
+    [{ response: { delayMs: 60_000 } }],
+    [{ response: { headers: { 'content-length': '5' } } }],
+    [{ response: { headers: { 'bad header': 'x' } } }],
+    [{ response: { headers: { x: 'line\r\nbreak' } } }],
+    [{ response: { body: 42 } }],
+  ];
+  for (const [body, raw] of bad) {
+    const res = await post(ctx.s.url, body, raw);
+    assert.is(res.status, 400, JSON.stringify(body ?? raw));
+    const err = (await res.json()) as { error: string; message: string };
+    assert.is(err.error, 'invalid_request');
+    assert.type(err.message, 'string');
+  }
+});
+
+test('POST /api/webhooks answers 413 past the API body limit', async () => {
+  const s = await startServer({ HOOKY_MAX_API_BODY_BYTES: '1024' });
+  try {
+    const res = await post(s.url, { id: uniqueId(), response: { body: 'x'.repeat(2000) } });
+    assert.is(res.status, 413);
+  } finally {
+    await s.close();
+  }
+});
+
+test('GET /api/webhooks/:id answers 404 not_found for an unknown id', async (ctx) => {
+  const res = await fetch(`${ctx.s.url}/api/webhooks/${uniqueId()}`);
+  assert.is(res.status, 404);
+  assert.is(((await res.json()) as { error: string }).error, 'not_found');
+});
+
+test('GET /api/webhooks/:id/requests pages newest first, without duplicates or gaps', async (ctx) => {
+  const id = uniqueId();
+  await post(ctx.s.url, { id });
+  const acks: string[] = [];
+  for (let i = 0; i < 23; i++) acks.push(((await (await fetch(`${ctx.s.url}/h/${id}`, { method: 'POST', body: `${i}` })).json()) as { id: string }).id);
+  const seen: string[] = [];
+  let before: string | null = null;
+  let pages = 0;
+  do {
+    const q: string = before ? `&before=${before}` : '';
+    const page = (await (await fetch(`${ctx.s.url}/api/webhooks/${id}/requests?limit=5${q}`)).json()) as { requests: { id: string }[]; next: string | null };
+    seen.push(...page.requests.map((r) => r.id));
+    before = page.next;
+    pages++;
+  } while (before);
+  assert.is(pages, 5);
+  assert.equal(seen, [...acks].reverse());
+  const all = (await (await fetch(`${ctx.s.url}/api/webhooks/${id}/requests`)).json()) as { requests: unknown[]; next: null };
+  assert.is(all.requests.length, 23);
+  assert.is(all.next, null);
+});
+
+test('GET /api/webhooks/:id/requests validates limit and before', async (ctx) => {
+  const id = uniqueId();
+  await post(ctx.s.url, { id });
+  for (const q of ['limit=0', 'limit=1001', 'limit=abc', 'limit=-1', 'before=nope']) {
+    const res = await fetch(`${ctx.s.url}/api/webhooks/${id}/requests?${q}`);
+    assert.is(res.status, 400, q);
+    assert.is(((await res.json()) as { error: string }).error, 'invalid_request');
+  }
+  assert.is((await fetch(`${ctx.s.url}/api/webhooks/${id}/requests?limit=1000`)).status, 200);
+  assert.is((await fetch(`${ctx.s.url}/api/webhooks/${uniqueId()}/requests`)).status, 404);
+});
+
+test('GET /api/webhooks/:id/requests/:requestId answers the payload or 404', async (ctx) => {
+  const id = uniqueId();
+  await post(ctx.s.url, { id });
+  const ack = (await (await fetch(`${ctx.s.url}/h/${id}`, { method: 'POST', body: 'b' })).json()) as { id: string };
+  const p = (await (await fetch(`${ctx.s.url}/api/webhooks/${id}/requests/${ack.id}`)).json()) as { id: string; body: string };
+  assert.is(p.id, ack.id);
+  assert.is(p.body, 'b');
+  assert.is((await fetch(`${ctx.s.url}/api/webhooks/${id}/requests/not-an-id`)).status, 404);
+  assert.is((await fetch(`${ctx.s.url}/api/webhooks/${id}/requests/01a2153b-341c-7000-b66a-4af3afc8be3d`)).status, 404);
+  const other = uniqueId();
+  await post(ctx.s.url, { id: other });
+  assert.is((await fetch(`${ctx.s.url}/api/webhooks/${other}/requests/${ack.id}`)).status, 404, 'scoped to its webhook');
+});
+
+test('DELETE /api/webhooks/:id answers 204, removes its requests, and the id then 404s', async (ctx) => {
+  const id = uniqueId();
+  await post(ctx.s.url, { id });
+  await fetch(`${ctx.s.url}/h/${id}`, { method: 'POST', body: 'x' });
+  const res = await fetch(`${ctx.s.url}/api/webhooks/${id}`, { method: 'DELETE' });
+  assert.is(res.status, 204);
+  assert.is(await res.text(), '');
+  const [{ n }] = (await ctx.sql`select count(*)::int as n from requests where webhook_id = ${id}`) as unknown as [{ n: number }];
+  assert.is(n, 0);
+  assert.is((await fetch(`${ctx.s.url}/api/webhooks/${id}`)).status, 404);
+  assert.is((await fetch(`${ctx.s.url}/h/${id}`, { method: 'POST' })).status, 404, 'capture no longer accepted');
+  assert.is((await fetch(`${ctx.s.url}/api/webhooks/${id}`, { method: 'DELETE' })).status, 404);
+});
+
+test('unknown routes answer 404 JSON and wrong methods 405', async (ctx) => {
+  const r1 = await fetch(`${ctx.s.url}/nope`);
+  assert.is(r1.status, 404);
+  assert.is(((await r1.json()) as { error: string }).error, 'not_found');
+  assert.is((await fetch(`${ctx.s.url}/api/nothing`)).status, 404);
+  const r2 = await fetch(`${ctx.s.url}/api/webhooks`, { method: 'GET' });
+  assert.is(r2.status, 405);
+  assert.is(((await r2.json()) as { error: string }).error, 'method_not_allowed');
+  assert.is((await fetch(`${ctx.s.url}/api/webhooks/x`, { method: 'PUT' })).status, 405);
+});
+
+test.run();

@@ -1,0 +1,52 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+const test = suite('config');
+
+test('defaults, with units, when the environment says nothing', () => {
+  const c = loadConfig({});
+  assert.is(c.port, 3000);
+  assert.is(c.host, '0.0.0.0');
+  assert.is(c.databaseUrl, undefined);
+  assert.is(c.dataDir, './.hooky');
+  assert.is(c.maxBodyBytes, 10 * 1024 * 1024);
+  assert.is(c.wsMaxBuffer, 2 * 10 * 1024 * 1024 + 1024 * 1024);
+  assert.is(c.trustProxy, false);
+  assert.is(c.logLevel, 'info');
+});
+
+test('values are parsed and the result is frozen', () => {
+  const c = loadConfig({
+    PORT: '0',
+    DATABASE_URL: 'postgres://u@h/db',
+    HOOKY_TRUST_PROXY: 'yes',
+    HOOKY_PUBLIC_URL: 'https://hooks.example.com/',
+    HOOKY_MAX_ROOMS: ' 5 ',
+  });
+  assert.is(c.port, 0);
+  assert.is(c.databaseUrl, 'postgres://u@h/db');
+  assert.is(c.trustProxy, true);
+  assert.is(c.publicUrl, 'https://hooks.example.com');
+  assert.is(c.maxRooms, 5);
+  assert.ok(Object.isFrozen(c));
+});
+
+test('every problem is listed in one error', () => {
+  const err = (() => {
+    try {
+      loadConfig({ PORT: '70000', HOOKY_MAX_BODY_BYTES: 'ten', HOOKY_LOG_LEVEL: 'loud', DATABASE_URL: 'mysql://x', HOOKY_TRUST_PROXY: 'maybe' });
+    } catch (e) {
+      return e;
+    }
+  })();
+  assert.instance(err, ConfigError);
+  const { problems, message } = err as ConfigError;
+  assert.is(problems.length, 5);
+  for (const key of ['PORT', 'HOOKY_MAX_BODY_BYTES', 'HOOKY_LOG_LEVEL', 'DATABASE_URL', 'HOOKY_TRUST_PROXY']) {
+    assert.ok(message.includes(key), key);
+  }
+  assert.match(message, /PORT="70000": must be at most 65535/);
+});
+
+test.run();

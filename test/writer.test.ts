@@ -1,0 +1,141 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { HttpError } from '../src/errors.js';
+import { createLogger } from '../src/log.js';
+import { createMetrics } from '../src/metrics.js';
+import type { PendingRow, Store } from '../src/store.js';
+import { createWriter } from '../src/writer.js';
+
+/** A store whose inserts are recorded and released by hand, to see exactly how rows are batched. */
+function fakeStore() {
+  const batches: PendingRow[][] = [];
+  const gates: { release: (fail?: Error, skip?: Set<string>) => void }[] = [];
+  const store = {
+    insertRequests(rows: readonly PendingRow[]) {
+      batches.push([...rows]);
+      return new Promise((resolve, reject) => {
+        gates.push({
+          release: (fail, skip) => {
+            if (fail) return reject(fail);
+            const kept = rows.filter((r) => !skip?.has(r.id));
+            resolve(kept.length === rows.length ? { count: rows.length } : { count: kept.length, ids: new Set(kept.map((r) => r.id)) });
+          },
+        });
+      });
+    },
+  } as unknown as Store;
+  return { store, batches, gates };
+}
+
+const row = (n: number, size = 10): PendingRow => ({ id: `id-${String(n).padStart(5, '0')}`, webhookId: 'w', json: 'x'.repeat(size) });
+const tick = () => new Promise((r) => setImmediate(r));
+const opts = { maxRows: 100, maxBytes: 1_000_000, queueMaxBytes: 10_000_000 };
+const log = createLogger('silent');
+
+const test = suite('writer');
+
+test('a lone write is flushed at once; writes arriving during a flush form the next batch', async () => {
+  const { store, batches, gates } = fakeStore();
+  const published: string[][] = [];
+  const w = createWriter(store, opts, createMetrics(), log, (rows) => published.push(rows.map((r) => r.id)));
+  const first = w.write(row(1));
+  await tick();
+  assert.is(batches.length, 1);
+  const rest = [2, 3, 4].map((n) => w.write(row(n)));
+  await tick();
+  assert.is(batches.length, 1, 'one flush at a time');
+  gates[0]!.release();
+  assert.is(await first, 'stored');
+  await tick();
+  assert.equal(batches[1]!.map((r) => r.id), ['id-00002', 'id-00003', 'id-00004']);
+  gates[1]!.release();
+  assert.equal(await Promise.all(rest), ['stored', 'stored', 'stored']);
+  assert.equal(published, [['id-00001'], ['id-00002', 'id-00003', 'id-00004']]);
+});
+
+test('batches are capped by rows and by bytes, in order', async () => {
+  const { store, batches, gates } = fakeStore();
+  const w = createWriter(store, { ...opts, maxRows: 3, maxBytes: 25 }, createMetrics(), log, () => {});
+  const all = Array.from({ length: 7 }, (_, i) => w.write(row(i, 10)));
+  for (let i = 0; i < 5 && gates.length > batches.length - 1; i++) {
+    await tick();
+    gates.at(-1)?.release();
+  }
+  await Promise.all(all);
+  // 10-byte rows: the third row passes 25 bytes, so batches hold 3 rows at most.
+  assert.equal(batches.map((b) => b.length), [3, 3, 1]);
+  assert.equal(batches.flat().map((r) => r.id), all.map((_, i) => row(i).id));
+});
+
+test('a failed insert rejects its batch with 503 and the writer recovers', async () => {
+  const { store, gates } = fakeStore();
+  const metrics = createMetrics();
+  const w = createWriter(store, opts, metrics, log, () => {});
+  const a = w.write(row(1));
+  await tick();
+  gates[0]!.release(new Error('connection refused'));
+  const err = await a.catch((e: unknown) => e);
+  assert.instance(err, HttpError);
+  assert.is((err as HttpError).status, 503);
+  assert.is(w.healthy, false);
+  const b = w.write(row(2));
+  await tick();
+  gates[1]!.release();
+  assert.is(await b, 'stored');
+  assert.is(w.healthy, true);
+  assert.is(metrics.batchFailures.value, 1);
+});
+
+test('rows whose webhook vanished resolve "gone" and are not published', async () => {
+  const { store, gates } = fakeStore();
+  const published: string[] = [];
+  const w = createWriter(store, opts, createMetrics(), log, (rows) => published.push(...rows.map((r) => r.id)));
+  const p = [w.write(row(1)), w.write(row(2))];
+  await tick();
+  gates[0]!.release(undefined, new Set(['id-00001']));
+  assert.equal(await Promise.all(p), ['gone', 'stored']);
+  assert.equal(published, ['id-00002']);
+});
+
+test('the queue is bounded: past queueMaxBytes a write is refused with 503 overloaded', async () => {
+  const { store } = fakeStore();
+  const w = createWriter(store, { ...opts, queueMaxBytes: 25 }, createMetrics(), log, () => {});
+  void w.write(row(1, 10));
+  void w.write(row(2, 10));
+  const err = (await w.write(row(3, 10)).catch((e: unknown) => e)) as HttpError;
+  assert.is(err.code, 'overloaded');
+  assert.is(err.status, 503);
+});
+
+test('close waits for every accepted row, then refuses new ones', async () => {
+  const { store, gates } = fakeStore();
+  const w = createWriter(store, opts, createMetrics(), log, () => {});
+  const a = w.write(row(1));
+  await tick();
+  const b = w.write(row(2));
+  let closed = false;
+  const closing = w.close().then(() => (closed = true));
+  gates[0]!.release();
+  await tick();
+  await tick();
+  assert.is(closed, false, 'row 2 is still waiting');
+  gates[1]!.release();
+  await closing;
+  assert.equal(await Promise.all([a, b]), ['stored', 'stored']);
+  const err = (await w.write(row(3)).catch((e: unknown) => e)) as HttpError;
+  assert.is(err.code, 'draining');
+  await w.close();
+});
+
+test('a publish that throws is logged, never turned into a 503 for committed rows', async () => {
+  const { store, gates } = fakeStore();
+  const w = createWriter(store, opts, createMetrics(), log, () => {
+    throw new Error('bug in publish');
+  });
+  const a = w.write(row(1));
+  await tick();
+  gates[0]!.release();
+  assert.is(await a, 'stored');
+});
+
+test.run();
