@@ -4,8 +4,8 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-# Optional dependencies are left out: the image uses DATABASE_URL, not embedded PostgreSQL.
-RUN npm ci --omit=optional --no-audit --no-fund
+# The compiler's native binary is an optional dependency, so the build stage installs them all.
+RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
 RUN npm run build
@@ -16,7 +16,10 @@ ENV NODE_ENV=production \
     PORT=3000
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --omit=optional --no-audit --no-fund && npm cache clean --force
+# Optional dependencies are left out: the image uses DATABASE_URL, not embedded PostgreSQL.
+# uWebSockets.js ships binaries for every platform and Node ABI; keep Linux on Node 20 (ABI 115).
+RUN npm ci --omit=dev --omit=optional --no-audit --no-fund && npm cache clean --force \
+ && find node_modules/uWebSockets.js -name 'uws_*.node' ! -name 'uws_linux_*_115.node' -delete
 COPY --from=build /app/dist/src ./dist/src
 USER node
 EXPOSE 3000

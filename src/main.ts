@@ -12,7 +12,11 @@ try {
 const log = createLogger(config.logLevel);
 
 const server = await createServer(config, log).catch((err: unknown) => {
-  log.error(err instanceof Error ? err.message : 'start-up failed', { err });
+  // Start-up failures are about the environment (database, port, binary): the message says
+  // what to do; the stack only helps at debug level.
+  const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : undefined;
+  log.error(`start-up failed: ${err instanceof Error ? err.message : String(err)}`, cause ? { cause } : undefined);
+  log.debug('start-up failure', { err });
   process.exit(1);
 });
 log.info(`hooky listening on ${server.url}`, { port: server.port });
