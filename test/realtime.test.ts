@@ -68,7 +68,7 @@ connect('connection established: the first frame is "connected" with the id and 
 
 connect('connection with an unsupported protocol is refused with 400 and the error', async (ctx) => {
   const err = await openClient(ctx.s.wsUrl, ['graphql-ws', 'chat']).then(
-    () => assert.unreachable('upgrade accepted'),
+    () => assert.unreachable('upgrade accepted') as never,
     (e: { status: number; body: string }) => e,
   );
   assert.is(err.status, 400);
@@ -80,7 +80,7 @@ connect('connection with an unsupported protocol is refused with 400 and the err
 
 connect('connection without any subprotocol is refused with 400 unsupported_protocol', async (ctx) => {
   const err = await openClient(ctx.s.wsUrl, []).then(
-    () => assert.unreachable('upgrade accepted'),
+    () => assert.unreachable('upgrade accepted') as never,
     (e: { status: number; body: string }) => e,
   );
   assert.is(err.status, 400);
