@@ -138,13 +138,20 @@ backoff('grows by the factor, stops at the ceiling, and draws its jitter afresh 
   assert.is(backoffDelay(9, o, () => 1), 15_000);
 });
 
-backoff('toWsUrl: an http base becomes its /ws; a ws URL with a path is kept', () => {
+backoff.run();
+
+const urls = suite('server URL');
+
+urls('toWsUrl: an http(s) URL is the base /ws hangs off; a ws URL is kept', () => {
   assert.is(toWsUrl('http://localhost:3000'), 'ws://localhost:3000/ws');
   assert.is(toWsUrl('https://hooks.example.com/'), 'wss://hooks.example.com/ws');
-  assert.is(toWsUrl('ws://127.0.0.1:9/custom/ws'), 'ws://127.0.0.1:9/custom/ws');
+  assert.is(toWsUrl('https://example.com/hooky/'), 'wss://example.com/hooky/ws');
+  assert.is(toWsUrl('https://example.com/hooky'), 'wss://example.com/hooky/ws');
+  assert.is(toWsUrl('ws://127.0.0.1:9'), 'ws://127.0.0.1:9/ws');
+  assert.is(toWsUrl('ws://127.0.0.1:9/custom/socket'), 'ws://127.0.0.1:9/custom/socket');
 });
 
-backoff.run();
+urls.run();
 
 // --- the replay state machine, against a scripted server --------------------------------------
 

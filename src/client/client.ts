@@ -491,12 +491,16 @@ function resolveOptions(options: ClientOptions) {
   return { ...o, WebSocket: options.WebSocket };
 }
 
-/** `http(s)://host` → `ws(s)://host/ws`; a ws URL with a path is taken as is. */
+/**
+ * The `/ws` URL of a server: an http(s) URL is the server's base (`https://host/prefix/` →
+ * `wss://host/prefix/ws`); a ws(s) URL is taken as is, `/ws` added when it has no path.
+ */
 export function toWsUrl(url: string): string {
   const u = new URL(url, (globalThis as { location?: { href: string } }).location?.href);
-  if (u.protocol === 'http:') u.protocol = 'ws:';
-  else if (u.protocol === 'https:') u.protocol = 'wss:';
-  if (u.pathname === '/' || u.pathname === '') u.pathname = '/ws';
+  if (u.protocol === 'http:' || u.protocol === 'https:') {
+    u.protocol = u.protocol === 'http:' ? 'ws:' : 'wss:';
+    u.pathname = u.pathname.replace(/\/*$/, '/ws');
+  } else if (u.pathname === '/' || u.pathname === '') u.pathname = '/ws';
   return u.toString();
 }
 
