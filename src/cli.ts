@@ -88,7 +88,7 @@ async function create({ url, id, positionals }: Args): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`create takes no arguments (got "${positionals[0]}"); use --id ID`);
   if (id !== undefined && !webhookIdPattern.test(id)) throw new UsageError('--id must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$');
   const base = httpBase(url);
-  const endpoint = new URL('/api/webhooks', base);
+  const endpoint = new URL('api/webhooks', base);
   const res = await fetch(endpoint, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -127,6 +127,7 @@ async function listen({ url, forward, json = false, since, positionals }: Args):
       void client.close().then(() => resolve(status));
     };
     let joinedOnce = false;
+    let last: string | undefined;
     // Forwarded one at a time, in capture order: a receiver may depend on the order of events.
     let forwarding = Promise.resolve();
 
@@ -146,6 +147,7 @@ async function listen({ url, forward, json = false, since, positionals }: Args):
       else if (err.code !== 'WEBHOOK_NOT_FOUND') say(`server error ${err.code}: ${err.message}`);
     });
     client.on('new-request', (req) => {
+      last = req.id;
       out(json ? JSON.stringify(req) : summary(req));
       if (!target) return;
       forwarding = forwarding.then(() =>
@@ -159,7 +161,9 @@ async function listen({ url, forward, json = false, since, positionals }: Args):
     client.join(webhookId, since === undefined ? {} : { since }).catch((err: { code?: string; message?: string }) => {
       exit(1, err.code === 'WEBHOOK_NOT_FOUND' ? `webhook ${webhookId} not found on ${server.origin}` : `cannot listen: ${err.message}`);
     });
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => exit(0));
+    // The resume point lives in memory only; say where this run left off.
+    const stop = () => exit(0, last === undefined ? undefined : `stopped; to go on from here: hooky listen ${webhookId} --since ${last}`);
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, stop);
   });
 }
 
@@ -167,7 +171,7 @@ async function listen({ url, forward, json = false, since, positionals }: Args):
 const isPermanent = (err: ConnectError) =>
   err.status !== undefined && err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429;
 
-/** `--url` or $HOOKY_URL, as the http(s) base the REST API and /ws hang off. */
+/** `--url` or $HOOKY_URL as the server's http(s) base, ending in `/`: the REST API and /ws hang off it. */
 function httpBase(url = process.env.HOOKY_URL || 'http://localhost:3000'): URL {
   let u: URL;
   try {
@@ -175,9 +179,13 @@ function httpBase(url = process.env.HOOKY_URL || 'http://localhost:3000'): URL {
   } catch {
     throw new UsageError(`"${url}" is not a URL; expected something like http://localhost:3000`);
   }
-  if (u.protocol === 'ws:' || u.protocol === 'wss:') u.protocol = u.protocol === 'ws:' ? 'http:' : 'https:';
+  if (u.protocol === 'ws:' || u.protocol === 'wss:') {
+    // A ws URL names the socket itself; the base is the path around it.
+    u.protocol = u.protocol === 'ws:' ? 'http:' : 'https:';
+    u.pathname = u.pathname.replace(/\/ws\/?$/, '/');
+  }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`"${url}" must be an http(s):// or ws(s):// URL`);
-  if (u.pathname === '/ws') u.pathname = '/';
+  if (!u.pathname.endsWith('/')) u.pathname += '/';
   return u;
 }
 

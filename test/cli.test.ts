@@ -235,6 +235,7 @@ listen('--forward replays method, path, query, headers and a binary body byte fo
   assert.match(p.out.stderr, 'disconnected: server shutting down');
   assert.match(p.out.stderr, `rejoined ${id}`);
   assert.is(await p.stop(), 0);
+  assert.match(p.out.stderr, `stopped; to go on from here: hooky listen ${id} --since `);
 });
 
 listen('--json prints each request as the payload the server stores', async (ctx) => {
@@ -249,6 +250,25 @@ listen('--json prints each request as the payload the server stores', async (ctx
   await p.waitFor('stdout', /\n/);
   const stored = await http('GET', `${server.url}/api/webhooks/${id}/requests/${requestId}`);
   assert.equal(JSON.parse(p.out.stdout), JSON.parse(stored.text));
+  assert.is(await p.stop(), 0);
+  assert.match(p.out.stderr, `--since ${requestId}`);
+});
+
+listen('--since replays what was captured after that request, then goes on live', async (ctx) => {
+  const server = await startServer();
+  ctx.cleanup.push(() => server.close());
+  const id = await newWebhook(server.url);
+  const ids: string[] = [];
+  for (const body of ['one', 'two', 'three']) ids.push((JSON.parse((await http('POST', `${server.url}/h/${id}`, body)).text) as { id: string }).id);
+  const p = hooky(['listen', id, '--json', '--since', ids[0]!], { HOOKY_URL: server.url });
+  ctx.cleanup.push(() => p.stop());
+  await p.waitFor('stderr', /listening for requests to/);
+  ids.push((JSON.parse((await http('POST', `${server.url}/h/${id}`, 'four')).text) as { id: string }).id);
+  await p.waitFor('stdout', /(.*\n){3}/);
+  await sleep(100);
+  const got = p.out.stdout.trim().split('\n').map((l) => JSON.parse(l) as { id: string; body: string });
+  assert.equal(got.map((r) => r.body), ['two', 'three', 'four']);
+  assert.equal(got.map((r) => r.id), ids.slice(1));
 });
 
 listen('an unknown webhook exits 1 with a clear message', async (ctx) => {
