@@ -407,6 +407,28 @@ replays('a transient error on a join is retried; a permanent one rejects and is 
   );
 });
 
+replays('a replay that fails after joined is retried from the cursor, live events still held, with no second joined', async (ctx) => {
+  const { client, server, got, rec } = scriptedClient(ctx);
+  const joining = later(client.join('w', { since: rid(1) }));
+  const s = await server.socket(1);
+  s.accept();
+  const j1 = s.joins()[0]!;
+  s.push(joinedFrame(j1.ref));
+  await joining;
+  s.push(replay(2, j1.ref));
+  s.push(live(4));
+  s.push({ event: 'error', data: { code: 'INTERNAL', message: 'Internal server error', webhookId: 'w' }, ref: j1.ref });
+  await until(() => s.joins().length === 2, 'the retried join');
+  const j2 = s.joins()[1]!;
+  assert.equal(j2.data, { webhookId: 'w', since: rid(2) });
+  s.push(joinedFrame(j2.ref));
+  s.push(replay(3, j2.ref));
+  s.push(replay(4, j2.ref));
+  s.push(replayed(j2.ref, 4));
+  assert.equal(got, [rid(2), rid(3), rid(4)]);
+  assert.is(rec.of('joined').length, 1);
+});
+
 replays('a frame the SDK cannot read is an INVALID_FRAME error; an unknown event is ignored', async (ctx) => {
   const { server, rec } = scriptedClient(ctx);
   const s = await server.socket(1);

@@ -324,10 +324,13 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
         // A reply to a join that a leave (or a newer join) has superseded.
         if (!entry || ref !== entry.joinRef) return void pending.delete(ref);
         const p = pending.get(ref);
-        if (!entry.room.replaying) pending.delete(ref);
+        // Without a replay to follow, the join is complete.
+        if (!entry.room.replaying) {
+          pending.delete(ref);
+          entry.retries = 0;
+        }
         if (p?.kind === 'join' && p.page) return;
         entry.joined = true;
-        entry.retries = 0;
         if (resumeFrom(entry.room) === undefined) entry.room.floor = floorId(Date.now() - o.clockSkewMs);
         events.emit('joined', frame.data);
         for (const w of entry.waiters.splice(0)) w.resolve(frame.data);
@@ -347,6 +350,7 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
         if (!entry || ref !== entry.joinRef) return;
         // The server sends at most HOOKY_REPLAY_LIMIT per join: ask for the next page.
         if (frame.data.truncated) return sendJoin(entry, true);
+        entry.retries = 0;
         return endReplay(entry.room, deliver);
       }
       case 'left': {
@@ -379,7 +383,8 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
           // Live requests stay held and the cursor stays put: the retry resumes from it.
           const timer = setTimeout(() => {
             retryTimers.delete(timer);
-            if (link && rooms.get(p.webhookId) === entry) sendJoin(entry, p.page);
+            // Already joined on this connection (the replay failed): the retry is a page, not a new `joined`.
+            if (link && rooms.get(p.webhookId) === entry) sendJoin(entry, p.page || entry.joined);
           }, backoffDelay(++entry.retries, o));
           retryTimers.add(timer);
         }
