@@ -147,15 +147,18 @@ async function listen({ url, forward, json = false, since, positionals }: Args):
       else if (err.code !== 'WEBHOOK_NOT_FOUND') say(`server error ${err.code}: ${err.message}`);
     });
     client.on('new-request', (req) => {
-      last = req.id;
       out(json ? JSON.stringify(req) : summary(req));
-      if (!target) return;
-      forwarding = forwarding.then(() =>
-        forwardRequest(req, target).then(
-          ({ status, statusText, url, ms }) => (json ? say : out)(`→ ${status} ${statusText} ${req.method} ${url} (${ms} ms)`),
-          (err: unknown) => say(`forwarding ${req.id} to ${target.origin} failed: ${reason(err)}`),
-        ),
-      );
+      if (!target) return void (last = req.id);
+      // With --forward, the resume point moves once the forward has been tried, so that one still
+      // in flight at Ctrl-C is sent again by the resumed run.
+      forwarding = forwarding
+        .then(() =>
+          forwardRequest(req, target).then(
+            ({ status, statusText, url, ms }) => (json ? say : out)(`→ ${status} ${statusText} ${req.method} ${url} (${ms} ms)`),
+            (err: unknown) => say(`forwarding ${req.id} to ${target.origin} failed: ${reason(err)}`),
+          ),
+        )
+        .then(() => void (last = req.id));
     });
 
     client.join(webhookId, since === undefined ? {} : { since }).catch((err: { code?: string; message?: string }) => {
