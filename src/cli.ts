@@ -1,0 +1,296 @@
+#!/usr/bin/env node
+/**
+ * The `hooky` command: `serve`, `create`, `listen`. Built to dist/src/cli.js (package.json `bin`);
+ * from the sources: `node --import tsx src/cli.ts`.
+ */
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { createClient, type CapturedRequest, type ConnectError } from './client/index.js';
+import { requestIdPattern, webhookIdPattern } from './protocol.js';
+
+const usage = `Usage: hooky <command> [options]
+
+Commands:
+  serve                    run the server, as \`npm start\` does; configured by environment variables
+  create [--id ID]         create a webhook and print its capture URL
+  listen <webhookId>       print each request captured for the webhook as it arrives
+      --forward URL        send each one on to URL (its sub-path appended) and print the status
+      --json               print each request as one line of JSON instead
+      --since REQUEST_ID   first replay the requests captured after that one
+
+Options:
+  --url URL                the hooky server; default $HOOKY_URL or http://localhost:3000
+  -h, --help               show this help
+
+Exit status: 0 when stopped by a signal, 1 on an error, 2 on a usage error.
+`;
+
+/** A mistake on the command line: exit status 2, with a pointer to --help. */
+class UsageError extends Error {}
+/** Anything else that stops the command: exit status 1. */
+class CliError extends Error {}
+
+const common = {
+  url: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} satisfies ParseArgsConfig['options'];
+
+const commands = {
+  serve: { options: common, run: serve },
+  create: { options: { ...common, id: { type: 'string' } }, run: create },
+  listen: {
+    options: { ...common, forward: { type: 'string' }, json: { type: 'boolean' }, since: { type: 'string' } },
+    run: listen,
+  },
+} as const;
+
+interface Args {
+  url?: string;
+  id?: string;
+  forward?: string;
+  json?: boolean;
+  since?: string;
+  positionals: string[];
+}
+
+/** Resolves with the exit status, or never while `serve` or `listen` run until a signal. */
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    (name === undefined ? process.stderr : process.stdout).write(usage);
+    return name === undefined ? 2 : 0;
+  }
+  if (!Object.hasOwn(commands, name)) throw new UsageError(`unknown command "${name}"`);
+  const command = commands[name as keyof typeof commands];
+  let parsed;
+  try {
+    parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+  } catch (err) {
+    // parseArgs explains unknown options and missing values well; keep its words.
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  if (parsed.values.help) {
+    process.stdout.write(usage);
+    return 0;
+  }
+  return command.run({ ...(parsed.values as Omit<Args, 'positionals'>), positionals: parsed.positionals });
+}
+
+async function serve({ positionals }: Args): Promise<number> {
+  if (positionals.length > 0) throw new UsageError('serve takes no arguments; configure it with environment variables');
+  // main.ts starts the server and owns the process from here: its signal handlers end it.
+  await import('./main.js');
+  return new Promise<number>(() => undefined);
+}
+
+async function create({ url, id, positionals }: Args): Promise<number> {
+  if (positionals.length > 0) throw new UsageError(`create takes no arguments (got "${positionals[0]}"); use --id ID`);
+  if (id !== undefined && !webhookIdPattern.test(id)) throw new UsageError('--id must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$');
+  const base = httpBase(url);
+  const endpoint = new URL('api/webhooks', base);
+  const res = await fetch(endpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(id === undefined ? {} : { id }),
+  }).catch((err: unknown) => {
+    throw new CliError(`cannot reach ${base.origin}: ${reason(err)}`);
+  });
+  const text = await res.text();
+  const body = parseJson(text) as { url?: unknown; error?: unknown; message?: unknown } | undefined;
+  if (res.status !== 201 || typeof body?.url !== 'string') {
+    const detail = typeof body?.message === 'string' ? body.message : text.slice(0, 200);
+    throw new CliError(`could not create the webhook: HTTP ${res.status}${typeof body?.error === 'string' ? ` ${body.error}` : ''}: ${detail}`);
+  }
+  process.stdout.write(`${body.url}\n`);
+  return 0;
+}
+
+async function listen({ url, forward, json = false, since, positionals }: Args): Promise<number> {
+  const [webhookId, extra] = positionals;
+  if (webhookId === undefined) throw new UsageError('listen needs a webhook id: hooky listen <webhookId>');
+  if (extra !== undefined) throw new UsageError(`listen takes one webhook id (got also "${extra}")`);
+  if (!webhookIdPattern.test(webhookId)) throw new UsageError(`"${webhookId}" is not a webhook id`);
+  if (since !== undefined && !requestIdPattern.test(since)) throw new UsageError('--since must be a request id (a lower-case UUIDv7)');
+  const target = forward === undefined ? undefined : forwardTarget(forward);
+  const server = httpBase(url);
+  const client = createClient(server.href);
+  const say = (line: string): void => void process.stderr.write(`hooky: ${line}\n`);
+  const out = (line: string): void => void process.stdout.write(`${line}\n`);
+
+  return new Promise<number>((resolve) => {
+    let exiting = false;
+    const exit = (status: number, message?: string) => {
+      if (exiting) return;
+      exiting = true;
+      if (message) say(message);
+      void client.close().then(() => resolve(status));
+    };
+    let joinedOnce = false;
+    let last: string | undefined;
+    // Forwarded one at a time, in capture order: a receiver may depend on the order of events.
+    let forwarding = Promise.resolve();
+
+    client.on('connected', () => say(`connected to ${server.origin}`));
+    client.on('joined', () => {
+      say(joinedOnce ? `rejoined ${webhookId}` : `listening for requests to ${webhookId}${target ? `, forwarding to ${target.href}` : ''} (Ctrl-C to stop)`);
+      joinedOnce = true;
+    });
+    client.on('disconnect', ({ reason }) => say(`disconnected: ${reason}`));
+    client.on('reconnecting', ({ attempt, delay }) => say(`reconnecting in ${(delay / 1000).toFixed(1)} s (attempt ${attempt})`));
+    client.on('connect_error', (err) => {
+      if (isPermanent(err)) exit(1, `${server.origin} refused the connection: ${err.message}`);
+      else say(`cannot connect: ${err.message}`);
+    });
+    client.on('error', (err) => {
+      if (err.code === 'WEBHOOK_DELETED') exit(1, `webhook ${webhookId} was deleted`);
+      else if (err.code !== 'WEBHOOK_NOT_FOUND') say(`server error ${err.code}: ${err.message}`);
+    });
+    client.on('new-request', (req) => {
+      out(json ? JSON.stringify(req) : summary(req));
+      if (!target) return void (last = req.id);
+      // With --forward, the resume point moves once the forward has been tried, so that one still
+      // in flight at Ctrl-C is sent again by the resumed run.
+      forwarding = forwarding
+        .then(() =>
+          forwardRequest(req, target).then(
+            ({ status, statusText, url, ms }) => (json ? say : out)(`→ ${status} ${statusText} ${req.method} ${url} (${ms} ms)`),
+            (err: unknown) => say(`forwarding ${req.id} to ${target.origin} failed: ${reason(err)}`),
+          ),
+        )
+        .then(() => void (last = req.id));
+    });
+
+    client.join(webhookId, since === undefined ? {} : { since }).catch((err: { code?: string; message?: string }) => {
+      exit(1, err.code === 'WEBHOOK_NOT_FOUND' ? `webhook ${webhookId} not found on ${server.origin}` : `cannot listen: ${err.message}`);
+    });
+    // The resume point lives in memory only; say where this run left off.
+    const stop = () => exit(0, last === undefined ? undefined : `stopped; to go on from here: hooky listen ${webhookId} --since ${last}`);
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, stop);
+  });
+}
+
+/** A refused upgrade no retry will fix: not a hooky server, or a protocol it does not speak. */
+const isPermanent = (err: ConnectError) =>
+  err.status !== undefined && err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429;
+
+/** `--url` or $HOOKY_URL as the server's http(s) base, ending in `/`: the REST API and /ws hang off it. */
+function httpBase(url = process.env.HOOKY_URL || 'http://localhost:3000'): URL {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new UsageError(`"${url}" is not a URL; expected something like http://localhost:3000`);
+  }
+  if (u.protocol === 'ws:' || u.protocol === 'wss:') {
+    // A ws URL names the socket itself; the base is the path around it.
+    u.protocol = u.protocol === 'ws:' ? 'http:' : 'https:';
+    u.pathname = u.pathname.replace(/\/ws\/?$/, '/');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`"${url}" must be an http(s):// or ws(s):// URL`);
+  if (!u.pathname.endsWith('/')) u.pathname += '/';
+  return u;
+}
+
+function forwardTarget(url: string): URL {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new UsageError(`--forward "${url}" is not a URL; expected something like http://localhost:3000/webhooks`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError('--forward must be an http:// or https:// URL');
+  return u;
+}
+
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1) describe the connection to hooky, not the request, and
+ * host and content-length are set anew for the target. `expect` goes too: the body is already
+ * complete, there is nothing to wait for.
+ */
+const dropped = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'content-length', 'expect']);
+
+/**
+ * Replays a captured request to `target`: same method, sub-path appended to the target's path,
+ * query, headers less the hop-by-hop ones, and the body byte for byte (decoded from base64 when
+ * it was not UTF-8), so that signatures over the body (Stripe, GitHub) still verify. node:http
+ * rather than fetch: fetch adds and forbids headers of its own.
+ */
+function forwardRequest(req: CapturedRequest, target: URL): Promise<{ status: number; statusText: string; url: string; ms: number }> {
+  const started = Date.now();
+  // Also hop-by-hop: the headers the Connection header names (RFC 9110 §7.6.1).
+  const named = new Set((req.headers.connection ?? '').split(',').map((s) => s.trim().toLowerCase()));
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (!dropped.has(name) && !named.has(name) && !name.startsWith('proxy-')) headers[name] = value;
+  }
+  const body = req.body === null ? undefined : Buffer.from(req.body, req.bodyEncoding === 'base64' ? 'base64' : 'utf8');
+  if (body !== undefined || 'content-length' in req.headers) headers['content-length'] = String(body?.length ?? 0);
+
+  const query = new URLSearchParams(target.search);
+  for (const [name, value] of Object.entries(req.queryParams)) {
+    for (const v of Array.isArray(value) ? value : [value]) query.append(name, v);
+  }
+  const search = query.size > 0 ? `?${query}` : '';
+  // The captured path is kept as it arrived, percent-encoding and all.
+  const path = `${target.pathname.replace(/\/+$/, '')}${req.path === '/' ? '' : req.path}` || '/';
+  const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+
+  return new Promise((resolve, reject) => {
+    const out = send(
+      { protocol: target.protocol, hostname: target.hostname, port: target.port, method: req.method, path: path + search, headers, timeout: 30_000 },
+      (res: IncomingMessage) => {
+        res.resume();
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, statusText: res.statusMessage ?? '', url: `${target.origin}${path}${search}`, ms: Date.now() - started }),
+        );
+        res.on('error', reject);
+      },
+    );
+    out.on('timeout', () => out.destroy(new Error('no answer within 30 s')));
+    out.on('error', reject);
+    out.end(body);
+  });
+}
+
+/** `14:03:07.123  POST /orders/42?x=1  1.2 KiB  application/json` */
+function summary(req: CapturedRequest): string {
+  const t = new Date(req.timestamp);
+  const time = `${t.toTimeString().slice(0, 8)}.${String(t.getMilliseconds()).padStart(3, '0')}`;
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(req.queryParams)) for (const v of Array.isArray(value) ? value : [value]) query.append(name, v);
+  const path = req.path + (query.size > 0 ? `?${query}` : '');
+  return `${time}  ${req.method.padEnd(6)} ${path}  ${size(req.size)}  ${req.headers['content-type'] ?? '-'}`;
+}
+
+const size = (n: number) => (n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`);
+
+function reason(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  // fetch hides the socket error in `cause`.
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const code = cause?.code ?? (err as { code?: string }).code;
+  return cause?.message || err.message || code || 'unknown error';
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    // An answer that is not JSON (a proxy's error page) is shown as text by the caller.
+    return undefined;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (status) => process.exit(status),
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`hooky: ${err.message}\nRun "hooky --help" for usage.\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`hooky: ${err instanceof Error && err instanceof CliError ? err.message : reason(err)}\n`);
+    if (!(err instanceof CliError)) process.stderr.write(`${err instanceof Error ? err.stack : ''}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,561 @@
+import ReconnectingWebSocketModule from 'reconnecting-websocket';
+import * as v from 'valibot';
+import { CapturedRequestSchema, PROTOCOL, roomOf, type CapturedRequest, type WsErrorCode } from '../protocol.js';
+import { backoffDelay } from './backoff.js';
+import { createEmitter } from './emitter.js';
+import { createRoom, endReplay, floorId, interrupt, receive, resumeFrom, type RoomState } from './rooms.js';
+import { loadWebSocket, socketClass, type Refusal, type Socket, type WebSocketClass } from './socket.js';
+
+// The package ships CommonJS (`module.exports = Class`) under typings that declare a default
+// export: Node's ESM loader hands us the class itself, a bundler's interop may wrap it in
+// `{ default }`. Take whichever arrived.
+type RwsClass = typeof ReconnectingWebSocketModule.default;
+type Rws = InstanceType<RwsClass>;
+const ReconnectingWebSocket: RwsClass =
+  (ReconnectingWebSocketModule as unknown as { default?: RwsClass }).default ?? (ReconnectingWebSocketModule as unknown as RwsClass);
+
+export interface ClientOptions {
+  /** WebSocket class to use; default the platform's, or the `ws` package in Node 20. */
+  WebSocket?: WebSocketClass;
+  /** Base of the first reconnect wait, ms. Default 500. */
+  minDelayMs?: number;
+  /** Longest reconnect wait, ms. Default 30 000. */
+  maxDelayMs?: number;
+  /** Growth of the wait per failed attempt. Default 2. */
+  factor?: number;
+  /** Random fraction of every wait, 0–1. Default 0.5: the first wait is 250–500 ms. */
+  jitter?: number;
+  /** An attempt that has not opened by then is abandoned, ms. Default 10 000. */
+  connectTimeoutMs?: number;
+  /** Interval of the application-level `ping`, ms. Default 15 000. */
+  pingIntervalMs?: number;
+  /** Pings left unanswered before the link counts as dead. Default 2: found within 45 s. */
+  maxMissedPongs?: number;
+  /** A connection that lasts this long resets the backoff, ms. Default 5 000. */
+  stableAfterMs?: number;
+  /**
+   * How far this machine's clock may run ahead of the server's, ms. Default 10 000. Used only for a
+   * room that has had no request yet: its resume point after a reconnect is the moment it was
+   * joined, less this margin, so a request captured during the outage is not skipped for want of
+   * a cursor (at worst a few captured just before the join are delivered too).
+   */
+  clockSkewMs?: number;
+}
+
+const defaults = {
+  minDelayMs: 500, // the first reconnect waits 250–500 ms
+  maxDelayMs: 30_000,
+  factor: 2,
+  jitter: 0.5,
+  connectTimeoutMs: 10_000,
+  pingIntervalMs: 15_000,
+  maxMissedPongs: 2, // dead after 2 unanswered pings: at most 3 × 15 s after the last frame
+  stableAfterMs: 5_000,
+  clockSkewMs: 10_000,
+} satisfies Required<Omit<ClientOptions, 'WebSocket'>>;
+
+/** Codes a rejected promise or an `error` event may carry: the server's, and three of the SDK's. */
+export type ClientErrorCode = WsErrorCode | 'INVALID_FRAME' | 'LEFT' | 'CLOSED';
+
+/** The data of an `error` event: the server's `{code, message, …}`. */
+export interface ErrorData {
+  code: ClientErrorCode;
+  message: string;
+  webhookId?: string;
+  [extra: string]: unknown;
+}
+
+/** Why an attempt to connect failed. */
+export interface ConnectError {
+  message: string;
+  /** `ECONNREFUSED`, `TIMEOUT`, or the `error` of a refused upgrade's JSON body. */
+  code?: string;
+  /** HTTP status of a refused upgrade (not exposed by browsers). */
+  status?: number;
+  /** Body of a refused upgrade, parsed if JSON (not exposed by browsers). */
+  body?: unknown;
+}
+
+export interface ClientEvents {
+  connected: { connectionId: string; protocol: string };
+  joined: { webhookId: string; room: string };
+  left: { webhookId: string; room: string };
+  /** Each captured request once, in capture order per room, across reconnects. */
+  'new-request': CapturedRequest;
+  error: ErrorData;
+  /** An open connection ended: the server's `reason` when it said why, else what the SDK saw. */
+  disconnect: { reason: string; code?: number };
+  connect_error: ConnectError;
+  /** A reconnect attempt will start after `delay` ms. */
+  reconnecting: { attempt: number; delay: number };
+}
+
+/** Rejection of `join` or `leave`. */
+export class HookyError extends Error {
+  readonly code: ClientErrorCode;
+  readonly data: ErrorData;
+  constructor(data: ErrorData) {
+    super(data.message);
+    this.name = 'HookyError';
+    this.code = data.code;
+    this.data = data;
+  }
+}
+
+export interface HookyClient {
+  /** Adds a listener; returns a function that removes it. */
+  on<E extends keyof ClientEvents>(event: E, listener: (data: ClientEvents[E]) => void): () => void;
+  off<E extends keyof ClientEvents>(event: E, listener: (data: ClientEvents[E]) => void): void;
+  /**
+   * Follows a webhook's room, now and after every reconnect. Resolves on `joined`; rejects with a
+   * {@link HookyError} on `error` (`WEBHOOK_NOT_FOUND`, …). `since` replays the requests captured
+   * after that request id first.
+   */
+  join(webhookId: string, options?: { since?: string }): Promise<ClientEvents['joined']>;
+  /** Stops following a room; resolves on `left` (at once when not connected). */
+  leave(webhookId: string): Promise<ClientEvents['left']>;
+  /** Stops for good; resolves once the socket is closed. Safe to call twice. */
+  close(): Promise<void>;
+  /** The server's id for the current connection, while connected. */
+  readonly connectionId: string | undefined;
+}
+
+const RefSchema = v.optional(v.union([v.string(), v.number()]));
+const FrameSchema = v.object({ event: v.string(), data: v.optional(v.unknown()), ref: RefSchema });
+const RoomSchema = v.object({ webhookId: v.string(), room: v.string() });
+const frameData = {
+  connected: v.object({ connectionId: v.string(), protocol: v.string() }),
+  joined: RoomSchema,
+  left: RoomSchema,
+  replayed: v.object({ webhookId: v.string(), room: v.string(), count: v.number(), truncated: v.boolean(), last: v.string() }),
+  'new-request': CapturedRequestSchema,
+  error: v.looseObject({ code: v.string(), message: v.string(), webhookId: v.optional(v.string()) }),
+  disconnect: v.object({ reason: v.string() }),
+  pong: v.unknown(),
+} as const;
+type FrameName = keyof typeof frameData;
+type Frame = { [K in FrameName]: { event: K; data: v.InferOutput<(typeof frameData)[K]>; ref: number | string | undefined } }[FrameName];
+
+/** Failures no retry can fix: the room is dropped and its `join` rejected. Others are retried. */
+const transient = new Set<string>(['RATE_LIMITED', 'INTERNAL']);
+
+interface Waiter {
+  resolve(data: ClientEvents['joined']): void;
+  reject(err: HookyError): void;
+}
+
+/** A room in the rejoin set. */
+interface Entry {
+  room: RoomState;
+  waiters: Waiter[];
+  /** The ref of this room's join in flight on the current connection. */
+  joinRef: number | undefined;
+  joined: boolean;
+  retries: number;
+}
+
+type Pending =
+  | { kind: 'join'; webhookId: string; page: boolean }
+  | { kind: 'leave'; webhookId: string; resolve(data: ClientEvents['left']): void; reject(err: HookyError): void };
+
+/**
+ * Connects to a hooky server's `/ws` and keeps the connection: reconnects with jittered backoff,
+ * rejoins every room with `since` = the last request it delivered there, drops duplicates, and
+ * replaces a link that stops answering pings. Accepts `ws(s)://host/ws` or the server's
+ * `http(s)://` base URL.
+ *
+ * @example Browser
+ * ```ts
+ * import { createClient } from 'hooky/client';
+ * const hooky = createClient('https://hooks.example.com');
+ * hooky.on('new-request', (req) => console.log(req.method, req.path, req.body));
+ * await hooky.join('my-webhook');
+ * ```
+ * @example Node 20 (uses the `ws` package automatically)
+ * ```ts
+ * const hooky = createClient('ws://localhost:3000/ws', { pingIntervalMs: 10_000 });
+ * hooky.on('connect_error', (e) => console.error(e.status ?? e.code, e.message));
+ * hooky.on('reconnecting', ({ attempt, delay }) => console.error(`retry ${attempt} in ${delay} ms`));
+ * await hooky.join('my-webhook').catch((e) => e.code === 'WEBHOOK_NOT_FOUND' && process.exit(1));
+ * process.on('SIGINT', () => hooky.close());
+ * ```
+ */
+export function createClient(url: string, options: ClientOptions = {}): HookyClient {
+  const o = resolveOptions(options);
+  const target = toWsUrl(url);
+  const events = createEmitter<ClientEvents>();
+  const rooms = new Map<string, Entry>();
+  const pending = new Map<number | string, Pending>();
+  const sockets = new Set<Socket>();
+  const opened = new WeakSet<object>();
+  const refusals = new WeakMap<object, Refusal>();
+  const retryTimers = new Set<ReturnType<typeof setTimeout>>();
+
+  let rws: Rws | undefined;
+  let link: Socket | undefined; // the open socket, if any
+  let connectionId: string | undefined;
+  let refs = 0;
+  let started = false;
+  let failures = 0; // attempts since the last connection that lasted stableAfterMs
+  let closed = false;
+  let closing: Promise<void> | undefined;
+  let told = false; // `disconnect` already emitted for the current link
+  let linkError: string | undefined;
+  let missed = 0;
+  let heartbeat: ReturnType<typeof setInterval> | undefined;
+  let stable: ReturnType<typeof setTimeout> | undefined;
+  let waiting: { timer: ReturnType<typeof setTimeout>; resolve(): void } | undefined;
+
+  const send = (frame: object) => {
+    // maxEnqueuedMessages is 0: a frame sent while down is dropped, never queued for later. The
+    // open handler (re)joins, so nothing is sent twice.
+    if (link) rws?.send(JSON.stringify(frame));
+  };
+  const deliver = (req: CapturedRequest) => events.emit('new-request', req);
+
+  function sendJoin(entry: Entry, page = false) {
+    const ref = ++refs;
+    const since = resumeFrom(entry.room);
+    pending.set(ref, { kind: 'join', webhookId: entry.room.webhookId, page });
+    entry.joinRef = ref;
+    entry.room.replaying = since !== undefined;
+    send({ event: 'join', data: since === undefined ? { webhookId: entry.room.webhookId } : { webhookId: entry.room.webhookId, since }, ref });
+  }
+
+  function drop(entry: Entry, err: ErrorData) {
+    if (rooms.get(entry.room.webhookId) === entry) rooms.delete(entry.room.webhookId);
+    for (const w of entry.waiters.splice(0)) w.reject(new HookyError(err));
+  }
+
+  // Waits out the backoff inside the URL provider: reconnecting-websocket awaits it before each
+  // attempt, and its own delays are set to 0, so every wait is ours and freshly jittered.
+  async function nextUrl(): Promise<string> {
+    if (started) {
+      const attempt = ++failures;
+      const delay = backoffDelay(attempt, o);
+      events.emit('reconnecting', { attempt, delay });
+      await new Promise<void>((resolve) => {
+        waiting = { timer: setTimeout(resolve, delay), resolve };
+      });
+      waiting = undefined;
+    }
+    started = true;
+    return target;
+  }
+
+  function onOpen(socket: Socket) {
+    if (closed) return;
+    link = socket;
+    opened.add(socket);
+    told = false;
+    linkError = undefined;
+    missed = 0;
+    heartbeat = setInterval(beat, o.pingIntervalMs);
+    stable = setTimeout(() => (failures = 0), o.stableAfterMs);
+    for (const entry of rooms.values()) sendJoin(entry);
+  }
+
+  function beat() {
+    if (missed >= o.maxMissedPongs) return stalled();
+    missed++;
+    send({ event: 'ping' });
+  }
+
+  /** Open but silent: laptop sleep, a dropped NAT entry. Replace it rather than wait for TCP. */
+  function stalled() {
+    const dead = link;
+    told = true;
+    events.emit('disconnect', { reason: `no pong to ${missed} pings sent ${o.pingIntervalMs} ms apart`, code: 4000 });
+    // Closes the old socket without its listeners (so onClose runs once, here) and connects again.
+    rws?.reconnect(4000, 'heartbeat timeout');
+    // `ws` would wait up to 30 s for a close frame the dead peer will never send.
+    dead?.terminate?.();
+  }
+
+  function onClose(code: number, reason: string) {
+    if (!link) return; // a failed attempt: its error event reports it as connect_error
+    link = undefined;
+    connectionId = undefined;
+    clearInterval(heartbeat);
+    clearTimeout(stable);
+    for (const t of retryTimers) clearTimeout(t);
+    retryTimers.clear();
+    // The server drops every membership with the connection: a pending leave is done.
+    for (const p of pending.values()) if (p.kind === 'leave') p.resolve({ webhookId: p.webhookId, room: roomOf(p.webhookId) });
+    pending.clear();
+    for (const entry of rooms.values()) {
+      entry.joined = false;
+      entry.joinRef = undefined;
+      interrupt(entry.room);
+    }
+    if (told || closed) return;
+    // reconnecting-websocket reports an error on an open link as close first, then error; wait
+    // a microtask so the reason can name the error.
+    queueMicrotask(() => {
+      if (!closed) events.emit('disconnect', { reason: reason || linkError || 'connection closed', code });
+    });
+  }
+
+  function onError(target: unknown, message: string, error: unknown) {
+    if (closed) return;
+    if (typeof target === 'object' && target !== null && opened.has(target)) {
+      linkError = message;
+      return;
+    }
+    const refusal = typeof target === 'object' && target !== null ? refusals.get(target) : undefined;
+    events.emit('connect_error', describe(refusal, message, error, o.connectTimeoutMs));
+  }
+
+  function onMessage(raw: unknown) {
+    missed = 0;
+    const frame = parseFrame(raw);
+    if (frame === null) return; // an event this SDK does not know yet: forward compatibility
+    if ('invalid' in frame) {
+      return events.emit('error', { code: 'INVALID_FRAME', message: `the server sent a frame this SDK cannot read: ${frame.invalid}` });
+    }
+    const ref = frame.ref;
+    switch (frame.event) {
+      case 'connected':
+        connectionId = frame.data.connectionId;
+        return events.emit('connected', frame.data);
+      case 'joined': {
+        if (ref === undefined) return;
+        const entry = rooms.get(frame.data.webhookId);
+        // A reply to a join that a leave (or a newer join) has superseded.
+        if (!entry || ref !== entry.joinRef) return void pending.delete(ref);
+        const p = pending.get(ref);
+        // Without a replay to follow, the join is complete.
+        if (!entry.room.replaying) {
+          pending.delete(ref);
+          entry.retries = 0;
+        }
+        if (p?.kind === 'join' && p.page) return;
+        entry.joined = true;
+        if (resumeFrom(entry.room) === undefined) entry.room.floor = floorId(Date.now() - o.clockSkewMs);
+        events.emit('joined', frame.data);
+        for (const w of entry.waiters.splice(0)) w.resolve(frame.data);
+        return;
+      }
+      case 'new-request': {
+        const entry = rooms.get(frame.data.webhookId);
+        if (!entry) return;
+        // Replayed requests carry their join's ref; one from a superseded join is not ours.
+        if (ref !== undefined && ref !== entry.joinRef) return;
+        return receive(entry.room, frame.data, ref !== undefined, deliver);
+      }
+      case 'replayed': {
+        if (ref === undefined) return;
+        pending.delete(ref);
+        const entry = rooms.get(frame.data.webhookId);
+        if (!entry || ref !== entry.joinRef) return;
+        // The server sends at most HOOKY_REPLAY_LIMIT per join: ask for the next page.
+        if (frame.data.truncated) return sendJoin(entry, true);
+        entry.retries = 0;
+        return endReplay(entry.room, deliver);
+      }
+      case 'left': {
+        const p = ref === undefined ? undefined : pending.get(ref);
+        if (p?.kind === 'leave') {
+          pending.delete(ref!);
+          p.resolve(frame.data);
+        }
+        return events.emit('left', frame.data);
+      }
+      case 'error':
+        return onServerError(frame.data as ErrorData, ref);
+      case 'disconnect':
+        told = true;
+        return events.emit('disconnect', { reason: frame.data.reason });
+      case 'pong':
+        return;
+    }
+  }
+
+  function onServerError(err: ErrorData, ref: number | string | undefined) {
+    const p = ref === undefined ? undefined : pending.get(ref);
+    if (p) pending.delete(ref!);
+    if (p?.kind === 'leave') p.reject(new HookyError(err));
+    if (p?.kind === 'join') {
+      const entry = rooms.get(p.webhookId);
+      if (entry && entry.joinRef === ref) {
+        if (!transient.has(err.code)) drop(entry, err);
+        else {
+          // Live requests stay held and the cursor stays put: the retry resumes from it.
+          const timer = setTimeout(() => {
+            retryTimers.delete(timer);
+            // Already joined on this connection (the replay failed): the retry is a page, not a new `joined`.
+            if (link && rooms.get(p.webhookId) === entry) sendJoin(entry, p.page || entry.joined);
+          }, backoffDelay(++entry.retries, o));
+          retryTimers.add(timer);
+        }
+      }
+    }
+    // The server has emptied the room: following it again would only fail.
+    if (err.code === 'WEBHOOK_DELETED' && err.webhookId !== undefined) {
+      const entry = rooms.get(err.webhookId);
+      if (entry) drop(entry, err);
+    }
+    events.emit('error', err);
+  }
+
+  loadWebSocket(o.WebSocket).then(
+    (Base) => {
+      if (closed) return;
+      const WebSocket = socketClass(Base, {
+        created(s) {
+          sockets.add(s);
+          s.addEventListener('close', () => sockets.delete(s));
+        },
+        refused: (s, r) => refusals.set(s, r),
+      });
+      rws = new ReconnectingWebSocket(nextUrl, PROTOCOL, {
+        WebSocket,
+        // Delays are waited out in nextUrl, with per-attempt jitter.
+        minReconnectionDelay: 0,
+        maxReconnectionDelay: 0,
+        reconnectionDelayGrowFactor: 1,
+        connectionTimeout: o.connectTimeoutMs,
+        maxEnqueuedMessages: 0,
+      });
+      rws.binaryType = 'arraybuffer';
+      rws.addEventListener('open', (e) => onOpen(e.target as Socket));
+      rws.addEventListener('close', (e) => onClose(e.code, e.reason));
+      rws.addEventListener('error', (e) => onError(e.target, e.message, (e as { error?: unknown }).error));
+      rws.addEventListener('message', (e) => onMessage(e.data));
+    },
+    (err: unknown) => {
+      events.emit('connect_error', { message: `no WebSocket implementation: ${err instanceof Error ? err.message : String(err)}` });
+    },
+  );
+
+  return {
+    on: events.on,
+    off: events.off,
+
+    join(webhookId, { since } = {}) {
+      if (closed) return Promise.reject(new HookyError({ code: 'CLOSED', message: 'the client is closed', webhookId }));
+      let entry = rooms.get(webhookId);
+      if (entry?.joined) return Promise.resolve({ webhookId, room: roomOf(webhookId) });
+      if (!entry) {
+        entry = { room: createRoom(webhookId, since), waiters: [], joinRef: undefined, joined: false, retries: 0 };
+        rooms.set(webhookId, entry);
+        if (link) sendJoin(entry);
+      }
+      const waiting = entry;
+      return new Promise((resolve, reject) => waiting.waiters.push({ resolve, reject }));
+    },
+
+    leave(webhookId) {
+      const entry = rooms.get(webhookId);
+      if (entry) drop(entry, { code: 'LEFT', message: 'left before the join completed', webhookId });
+      const left = { webhookId, room: roomOf(webhookId) };
+      // Not connected: the server holds no membership to end.
+      if (!link || closed) return Promise.resolve(left);
+      const ref = ++refs;
+      const p = new Promise<ClientEvents['left']>((resolve, reject) => pending.set(ref, { kind: 'leave', webhookId, resolve, reject }));
+      send({ event: 'leave', data: { webhookId }, ref });
+      return p;
+    },
+
+    close() {
+      if (closing) return closing;
+      closed = true;
+      if (waiting) {
+        clearTimeout(waiting.timer);
+        waiting.resolve();
+      }
+      clearInterval(heartbeat);
+      clearTimeout(stable);
+      for (const t of retryTimers) clearTimeout(t);
+      for (const entry of rooms.values()) drop(entry, { code: 'CLOSED', message: 'the client is closed', webhookId: entry.room.webhookId });
+      for (const p of pending.values()) if (p.kind === 'leave') p.resolve({ webhookId: p.webhookId, room: roomOf(p.webhookId) });
+      pending.clear();
+      link = undefined;
+      connectionId = undefined;
+      rws?.close(1000, 'client closed');
+      closing = settle(sockets);
+      return closing;
+    },
+
+    get connectionId() {
+      return connectionId;
+    },
+  };
+}
+
+function resolveOptions(options: ClientOptions) {
+  const o = { ...defaults };
+  for (const key of Object.keys(defaults) as (keyof typeof defaults)[]) {
+    const value = options[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !(value >= 0) || (key === 'jitter' && value > 1)) {
+      throw new TypeError(`hooky client: option ${key} must be a number ${key === 'jitter' ? 'from 0 to 1' : '≥ 0'}, got ${String(value)}`);
+    }
+    o[key] = value;
+  }
+  return { ...o, WebSocket: options.WebSocket };
+}
+
+/**
+ * The `/ws` URL of a server: an http(s) URL is the server's base (`https://host/prefix/` →
+ * `wss://host/prefix/ws`); a ws(s) URL is taken as is, `/ws` added when it has no path.
+ */
+export function toWsUrl(url: string): string {
+  const u = new URL(url, (globalThis as { location?: { href: string } }).location?.href);
+  if (u.protocol === 'http:' || u.protocol === 'https:') {
+    u.protocol = u.protocol === 'http:' ? 'ws:' : 'wss:';
+    u.pathname = u.pathname.replace(/\/*$/, '/ws');
+  } else if (u.pathname === '/' || u.pathname === '') u.pathname = '/ws';
+  return u.toString();
+}
+
+/** The frame, null for an event this SDK does not know, or what was wrong with it. */
+function parseFrame(raw: unknown): Frame | null | { invalid: string } {
+  if (typeof raw !== 'string') return { invalid: 'a binary frame' };
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return { invalid: 'not JSON' };
+  }
+  const frame = v.safeParse(FrameSchema, json);
+  if (!frame.success) return { invalid: v.summarize(frame.issues) };
+  const { event, ref } = frame.output;
+  if (!Object.hasOwn(frameData, event)) return null;
+  const data = v.safeParse(frameData[event as FrameName], frame.output.data);
+  if (!data.success) return { invalid: `${event}: ${v.summarize(data.issues)}` };
+  return { event, data: data.output, ref } as Frame;
+}
+
+function describe(refusal: Refusal | undefined, message: string, error: unknown, timeoutMs: number): ConnectError {
+  if (refusal) {
+    const body = refusal.body as { error?: unknown; message?: unknown } | string;
+    const json = typeof body === 'object' && body !== null ? body : undefined;
+    const detail = typeof json?.message === 'string' ? json.message : typeof body === 'string' && body ? body.slice(0, 200) : '';
+    return {
+      message: `upgrade refused with HTTP ${refusal.status}${detail ? `: ${detail}` : ''}`,
+      status: refusal.status,
+      ...(typeof json?.error === 'string' ? { code: json.error } : {}),
+      body: refusal.body,
+    };
+  }
+  if (message === 'TIMEOUT') return { message: `no connection within ${timeoutMs} ms`, code: 'TIMEOUT' };
+  const code = (error as { code?: unknown } | undefined)?.code;
+  // A browser's error event says nothing more; Node's (an AggregateError for ::1 + 127.0.0.1)
+  // may have an empty message but a code.
+  return {
+    message: message || (typeof code === 'string' ? code : 'WebSocket error (the browser gives no details)'),
+    ...(typeof code === 'string' ? { code } : {}),
+  };
+}
+
+/** Resolves once every socket is closed; after 2 s, terminates those still waiting for a peer. */
+async function settle(sockets: Set<Socket>): Promise<void> {
+  const open = [...sockets].filter((s) => s.readyState !== 3);
+  if (open.length === 0) return;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const all = Promise.all(open.map((s) => new Promise<void>((resolve) => s.addEventListener('close', () => resolve()))));
+  await Promise.race([all, new Promise<void>((resolve) => (timer = setTimeout(resolve, 2000)))]);
+  clearTimeout(timer);
+  for (const s of open) if (s.readyState !== 3) s.terminate?.();
+}

@@ -1,0 +1,299 @@
+import { spawn } from 'node:child_process';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { testDatabaseUrl } from './support/db.js';
+import { startServer, uniqueId, type TestServer } from './support/server.js';
+
+// --- helpers ------------------------------------------------------------------------------
+
+const root = new URL('..', import.meta.url).pathname;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(check: () => boolean, what: () => string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what()}`);
+    await sleep(10);
+  }
+}
+
+/** `hooky …` from the sources, as `node --import tsx src/cli.ts …`; HOOKY_URL unset unless given. */
+function hooky(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+    cwd: root,
+    env: { ...process.env, HOOKY_URL: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out = { stdout: '', stderr: '' };
+  child.stdout.on('data', (d: Buffer) => (out.stdout += d));
+  child.stderr.on('data', (d: Buffer) => (out.stderr += d));
+  const exited = new Promise<number>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal === null ? -1 : 128))));
+  return {
+    out,
+    exited,
+    waitFor: (stream: 'stdout' | 'stderr', pattern: RegExp, ms = 8000) =>
+      until(() => pattern.test(out[stream]), () => `${pattern} on ${stream}; stdout: ${out.stdout}\nstderr: ${out.stderr}`, ms),
+    stop(): Promise<number> {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+/** Runs a command to its end. */
+async function run(args: string[], env: Record<string, string> = {}) {
+  const p = hooky(args, env);
+  const code = await p.exited;
+  return { code, ...p.out };
+}
+
+/** One HTTP exchange on its own connection, so a server restarted on its port is really reached. */
+function http(method: string, url: string, body?: Buffer | string, headers: Record<string, string> = {}) {
+  return new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const req = request(url, { method, agent: false, headers }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode!, text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function newWebhook(base: string): Promise<string> {
+  const id = uniqueId('cli');
+  assert.is((await http('POST', `${base}/api/webhooks`, JSON.stringify({ id }))).status, 201);
+  return id;
+}
+
+/** See test/client.test.ts: a server that comes back on its port needs a fixed one from the start. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+interface Ctx {
+  cleanup: (() => Promise<unknown> | unknown)[];
+}
+function withCleanup(name: string) {
+  const test = suite<Ctx>(name, { cleanup: [] });
+  test.after.each(async (ctx) => {
+    for (const close of ctx.cleanup.splice(0).reverse()) await close();
+  });
+  return test;
+}
+
+// --- hooky create ------------------------------------------------------------------------------
+
+const create = withCleanup('hooky create');
+
+create('create --id prints the capture URL, and the webhook exists', async (ctx) => {
+  const server = await startServer();
+  ctx.cleanup.push(() => server.close());
+  const id = uniqueId('made');
+  const { code, stdout, stderr } = await run(['create', '--id', id, '--url', server.url]);
+  assert.is(code, 0, stderr);
+  assert.is(stdout, `http://localhost:${server.server.port}/h/${id}\n`);
+  assert.is((await http('GET', `${server.url}/api/webhooks/${id}`)).status, 200);
+});
+
+create('HOOKY_URL is the default server; a taken id exits 1 with the reason', async (ctx) => {
+  const server = await startServer();
+  ctx.cleanup.push(() => server.close());
+  const generated = await run(['create'], { HOOKY_URL: server.url });
+  assert.is(generated.code, 0, generated.stderr);
+  const id = /\/h\/([A-Za-z0-9_-]+)\n$/.exec(generated.stdout)?.[1];
+  assert.ok(id, generated.stdout);
+  const taken = await run(['create', '--id', id!], { HOOKY_URL: server.url });
+  assert.is(taken.code, 1);
+  assert.is(taken.stdout, '');
+  assert.match(taken.stderr, /^hooky: could not create the webhook: HTTP 409 conflict/);
+});
+
+create('usage errors exit 2 and point to --help; an unreachable server exits 1', async () => {
+  const cases = [[], ['frobnicate'], ['create', '--bogus'], ['create', 'extra'], ['listen'], ['listen', 'a', 'b'], ['listen', 'not an id'], ['listen', 'ok', '--forward', 'ftp://x']];
+  const results = await Promise.all(cases.map((args) => run(args)));
+  results.forEach((r, i) => {
+    assert.is(r.code, 2, `hooky ${cases[i]!.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /hooky --help|Usage: hooky/);
+  });
+  const port = await freePort();
+  const down = await run(['create', '--url', `http://127.0.0.1:${port}`]);
+  assert.is(down.code, 1);
+  assert.match(down.stderr, `hooky: cannot reach http://127.0.0.1:${port}`);
+  assert.match(down.stderr, 'ECONNREFUSED');
+});
+
+create.run();
+
+// --- hooky listen ------------------------------------------------------------------------------
+
+interface Received {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  verified: boolean;
+}
+
+const secret = 'whsec_test';
+const sign = (body: Buffer) => `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+
+/** The receiving end: records each request and checks its signature as GitHub's receivers do. */
+async function receiver() {
+  const received: Received[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const claimed = Buffer.from(String(req.headers['x-hub-signature-256'] ?? ''));
+      const expected = Buffer.from(sign(body));
+      const verified = claimed.length === expected.length && timingSafeEqual(claimed, expected);
+      received.push({ method: req.method!, url: req.url!, headers: req.headers, body, verified });
+      res.writeHead(verified ? 202 : 401).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  return { port, received, close: () => new Promise((r) => server.close(r)) };
+}
+
+const listen = withCleanup('hooky listen');
+
+listen('--forward replays method, path, query, headers and a binary body byte for byte; the signature verifies; it keeps forwarding across a restart', async (ctx) => {
+  const port = await freePort();
+  let server: TestServer = await startServer({ PORT: String(port) });
+  ctx.cleanup.push(() => server.close());
+  const target = await receiver();
+  ctx.cleanup.push(target.close);
+  const id = await newWebhook(server.url);
+  const p = hooky(['listen', id, '--url', server.url, '--forward', `http://127.0.0.1:${target.port}/target?src=hooky`]);
+  ctx.cleanup.push(() => p.stop());
+  await p.waitFor('stderr', /listening for requests to/);
+
+  // A binary body (not UTF-8: stored as base64) under a GitHub-style signature.
+  const binary = Buffer.concat([randomBytes(64), Buffer.from([0xff, 0xfe, 0x00, 0x80])]);
+  const first = await http('PUT', `${server.url}/h/${id}/events/42?x=1&tag=a&tag=b&sp=a+b`, binary, {
+    'content-type': 'application/octet-stream',
+    'x-hub-signature-256': sign(binary),
+    'x-custom': 'kept',
+    'user-agent': 'GitHub-Hookshot/abc',
+    'x-hop': 'dropped: named by Connection',
+    connection: 'close, x-hop',
+  });
+  assert.is(first.status, 200);
+  // A UTF-8 body with its own signature, on the bare capture URL.
+  const json = Buffer.from('{"type":"payment_intent.succeeded","amount":4200,"note":"héllo"}');
+  assert.is((await http('POST', `${server.url}/h/${id}`, json, { 'content-type': 'application/json', 'x-hub-signature-256': sign(json) })).status, 200);
+  await until(() => target.received.length === 2, () => `2 forwarded; stderr: ${p.out.stderr}`);
+
+  const [a, b] = target.received;
+  assert.is(a!.method, 'PUT');
+  assert.is(a!.url, '/target/events/42?src=hooky&x=1&tag=a&tag=b&sp=a+b');
+  assert.ok(a!.body.equals(binary), 'binary body byte-identical');
+  assert.ok(a!.verified, 'signature verifies at the target');
+  assert.is(a!.headers['content-type'], 'application/octet-stream');
+  assert.is(a!.headers['x-custom'], 'kept');
+  assert.is(a!.headers['user-agent'], 'GitHub-Hookshot/abc');
+  assert.is(a!.headers['content-length'], String(binary.length));
+  assert.is(a!.headers.host, `127.0.0.1:${target.port}`);
+  assert.is(a!.headers['x-hop'], undefined);
+  assert.is(a!.headers['transfer-encoding'], undefined);
+  assert.is(b!.method, 'POST');
+  assert.is(b!.url, '/target?src=hooky');
+  assert.ok(b!.body.equals(json) && b!.verified);
+
+  await p.waitFor('stdout', /→ 202 Accepted POST/);
+  // One line per request as it arrives, one per forward as it completes: the two may interleave.
+  const lines = p.out.stdout.trim().split('\n');
+  assert.is(lines.length, 4, p.out.stdout);
+  assert.match(lines[0]!, /^\d\d:\d\d:\d\d\.\d{3}  PUT    \/events\/42\?x=1&tag=a&tag=b&sp=a\+b  68 B  application\/octet-stream$/);
+  assert.ok(
+    lines.some((l) => /^→ 202 Accepted PUT http:\/\/127\.0\.0\.1:\d+\/target\/events\/42\?src=hooky&x=1&tag=a&tag=b&sp=a\+b \(\d+ ms\)$/.test(l)),
+    p.out.stdout,
+  );
+
+  // The server restarts; a request captured as soon as it is back still reaches the target, once.
+  await server.close();
+  server = await startServer({ PORT: String(port) });
+  const third = Buffer.from('after the restart');
+  assert.is((await http('POST', `${server.url}/h/${id}/again`, third, { 'x-hub-signature-256': sign(third) })).status, 200);
+  await until(() => target.received.length === 3, () => `the third forwarded; stderr: ${p.out.stderr}`);
+  assert.is(target.received[2]!.url, '/target/again?src=hooky');
+  assert.ok(target.received[2]!.verified);
+  await sleep(300);
+  assert.is(target.received.length, 3);
+  assert.match(p.out.stderr, 'disconnected: server shutting down');
+  assert.match(p.out.stderr, `rejoined ${id}`);
+  assert.is(await p.stop(), 0);
+  assert.match(p.out.stderr, `stopped; to go on from here: hooky listen ${id} --since `);
+});
+
+listen('--json prints each request as the payload the server stores', async (ctx) => {
+  const server = await startServer();
+  ctx.cleanup.push(() => server.close());
+  const id = await newWebhook(server.url);
+  const p = hooky(['listen', id, '--json'], { HOOKY_URL: server.url });
+  ctx.cleanup.push(() => p.stop());
+  await p.waitFor('stderr', /listening for requests to/);
+  const ack = await http('PATCH', `${server.url}/h/${id}/x?q=1`, '{"a":1}', { 'content-type': 'application/json' });
+  const requestId = (JSON.parse(ack.text) as { id: string }).id;
+  await p.waitFor('stdout', /\n/);
+  const stored = await http('GET', `${server.url}/api/webhooks/${id}/requests/${requestId}`);
+  assert.equal(JSON.parse(p.out.stdout), JSON.parse(stored.text));
+  assert.is(await p.stop(), 0);
+  assert.match(p.out.stderr, `--since ${requestId}`);
+});
+
+listen('--since replays what was captured after that request, then goes on live', async (ctx) => {
+  const server = await startServer();
+  ctx.cleanup.push(() => server.close());
+  const id = await newWebhook(server.url);
+  const ids: string[] = [];
+  for (const body of ['one', 'two', 'three']) ids.push((JSON.parse((await http('POST', `${server.url}/h/${id}`, body)).text) as { id: string }).id);
+  const p = hooky(['listen', id, '--json', '--since', ids[0]!], { HOOKY_URL: server.url });
+  ctx.cleanup.push(() => p.stop());
+  await p.waitFor('stderr', /listening for requests to/);
+  ids.push((JSON.parse((await http('POST', `${server.url}/h/${id}`, 'four')).text) as { id: string }).id);
+  await p.waitFor('stdout', /(.*\n){3}/);
+  await sleep(100);
+  const got = p.out.stdout.trim().split('\n').map((l) => JSON.parse(l) as { id: string; body: string });
+  assert.equal(got.map((r) => r.body), ['two', 'three', 'four']);
+  assert.equal(got.map((r) => r.id), ids.slice(1));
+});
+
+listen('an unknown webhook exits 1 with a clear message', async (ctx) => {
+  const server = await startServer();
+  ctx.cleanup.push(() => server.close());
+  const missing = uniqueId('missing');
+  const r = await run(['listen', missing, '--url', server.wsUrl]);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, `hooky: webhook ${missing} not found on ${server.url}`);
+});
+
+listen.run();
+
+// --- hooky serve -------------------------------------------------------------------------------
+
+const serve = withCleanup('hooky serve');
+
+serve('serve runs the server until SIGTERM, then exits 0', async (ctx) => {
+  const port = await freePort();
+  const p = hooky(['serve'], { DATABASE_URL: await testDatabaseUrl(), PORT: String(port), HOST: '127.0.0.1', HOOKY_LOG_LEVEL: 'info' });
+  ctx.cleanup.push(() => p.stop());
+  await p.waitFor('stderr', /hooky listening on/, 15_000);
+  assert.is((await http('GET', `http://127.0.0.1:${port}/healthz`)).status, 200);
+  assert.is(await p.stop(), 0);
+  assert.match(p.out.stderr, 'stopped');
+});
+
+serve.run();
