@@ -69,7 +69,12 @@ export type WsErrorCode = keyof typeof wsErrorMessages;
 
 export interface ServerEvents {
   connected: { connectionId: string; protocol: typeof PROTOCOL };
-  joined: { webhookId: string; room: string };
+  /**
+   * `last` (joins without `since`): the newest request committed for the webhook when the join
+   * took effect, or null if it has none. Everything after it reaches this connection live, so it
+   * is a safe `since` for a later resume even before the first event arrives.
+   */
+  joined: { webhookId: string; room: string; last?: string | null };
   /** Ends the replay of a `join` with `since`; `last` is where a follow-up join should resume. */
   replayed: { webhookId: string; room: string; count: number; truncated: boolean; last: string };
   left: { webhookId: string; room: string };

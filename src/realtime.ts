@@ -99,8 +99,14 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
         metrics.joinedRooms.inc();
       }
     }
+    if (since === undefined) {
+      // Read after subscribing: a request committed later reaches us live, so `last` is a
+      // resume point that cannot skip anything.
+      const last = await store.latestRequestId(webhookId);
+      if (!conn.closed) send(ws, 'joined', { webhookId, room, last }, ref);
+      return;
+    }
     send(ws, 'joined', { webhookId, room }, ref);
-    if (since === undefined) return;
 
     const { json, truncated } = await store.requestsSince(webhookId, since, opts.replayLimit);
     if (conn.closed) return;

@@ -78,7 +78,10 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     // 4. Commit every capture already accepted; each one answered 2xx is then in Postgres.
     const flushed = await Promise.race([writer.close().then(() => true), delay(config.shutdownTimeoutMs).then(() => false)]);
     if (!flushed) log.error('shutdown timeout: captures still waiting were not stored', { pending: writer.pending });
-    // 5. End the pool, then stop embedded Postgres.
+    // 5. Close what is still open (idle keep-alive connections), so nothing reaches a server
+    //    that is going away. The binary has app.close(); its typings do not list it.
+    (app as unknown as { close(): void }).close();
+    // 6. End the pool, then stop embedded Postgres.
     await db.close();
   }
 

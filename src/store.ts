@@ -117,6 +117,13 @@ export function createStore(sql: Sql) {
       return { json: (truncated ? rows.slice(0, limit) : rows).map((r) => r.payload), truncated };
     },
 
+    /** The newest committed request id of a webhook, or null. */
+    async latestRequestId(webhookId: string): Promise<string | null> {
+      const [row] = await sql<{ id: string }[]>`
+        select id::text as id from requests where webhook_id = ${webhookId} order by id desc limit 1`;
+      return row?.id ?? null;
+    },
+
     async ping(): Promise<void> {
       await sql`select 1`;
     },

@@ -116,7 +116,22 @@ rooms('join a valid webhook room: "joined" confirms room webhook:<id> and echoes
   ctx.clients.push(c);
   c.send({ event: 'join', data: { webhookId: id }, ref: 7 });
   const f = await c.next('joined');
-  assert.equal(f, { event: 'joined', data: { webhookId: id, room: `webhook:${id}` }, ref: 7 });
+  assert.equal(f, { event: 'joined', data: { webhookId: id, room: `webhook:${id}`, last: null }, ref: 7 });
+});
+
+rooms('joined carries the newest committed request id as a resume point', async (ctx) => {
+  const { id } = await createWebhook(ctx.s.url);
+  await capture(ctx.s.url, id);
+  const newest = ((await (await capture(ctx.s.url, id)).json()) as { id: string }).id;
+  const c = await joined(ctx.s.wsUrl, id);
+  ctx.clients.push(c);
+  assert.is(c.frames.find((f) => f.event === 'joined')!.data.last, newest);
+  // Resuming from it replays only what came after.
+  const later = ((await (await capture(ctx.s.url, id)).json()) as { id: string }).id;
+  const r = await openClient(ctx.s.wsUrl);
+  ctx.clients.push(r);
+  r.send({ event: 'join', data: { webhookId: id, since: newest } });
+  assert.is((await r.next('new-request')).data.id, later);
 });
 
 rooms('join abc-123 joins room "webhook:abc-123"', async (ctx) => {

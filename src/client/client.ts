@@ -33,13 +33,6 @@ export interface ClientOptions {
   maxMissedPongs?: number;
   /** A connection that lasts this long resets the backoff, ms. Default 5 000. */
   stableAfterMs?: number;
-  /**
-   * How far this machine's clock may run ahead of the server's, ms. Default 10 000. Used only for a
-   * room that has had no request yet: its resume point after a reconnect is the moment it was
-   * joined, less this margin, so a request captured during the outage is not skipped for want of
-   * a cursor (at worst a few captured just before the join are delivered too).
-   */
-  clockSkewMs?: number;
 }
 
 const defaults = {
@@ -51,7 +44,6 @@ const defaults = {
   pingIntervalMs: 15_000,
   maxMissedPongs: 2, // dead after 2 unanswered pings: at most 3 × 15 s after the last frame
   stableAfterMs: 5_000,
-  clockSkewMs: 10_000,
 } satisfies Required<Omit<ClientOptions, 'WebSocket'>>;
 
 /** Codes a rejected promise or an `error` event may carry: the server's, and three of the SDK's. */
@@ -78,7 +70,8 @@ export interface ConnectError {
 
 export interface ClientEvents {
   connected: { connectionId: string; protocol: string };
-  joined: { webhookId: string; room: string };
+  /** `last`: the newest request of the webhook when the join took effect (null: none yet). */
+  joined: { webhookId: string; room: string; last?: string | null };
   left: { webhookId: string; room: string };
   /** Each captured request once, in capture order per room, across reconnects. */
   'new-request': CapturedRequest;
@@ -125,7 +118,7 @@ const FrameSchema = v.object({ event: v.string(), data: v.optional(v.unknown()),
 const RoomSchema = v.object({ webhookId: v.string(), room: v.string() });
 const frameData = {
   connected: v.object({ connectionId: v.string(), protocol: v.string() }),
-  joined: RoomSchema,
+  joined: v.object({ webhookId: v.string(), room: v.string(), last: v.exactOptional(v.nullable(v.string())) }),
   left: RoomSchema,
   replayed: v.object({ webhookId: v.string(), room: v.string(), count: v.number(), truncated: v.boolean(), last: v.string() }),
   'new-request': CapturedRequestSchema,
@@ -331,7 +324,11 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
         }
         if (p?.kind === 'join' && p.page) return;
         entry.joined = true;
-        if (resumeFrom(entry.room) === undefined) entry.room.floor = floorId(Date.now() - o.clockSkewMs);
+        // A room with no request delivered yet resumes from where the server says it joined:
+        // everything after `last` reached us live (null: the webhook had none, so from the start).
+        if (resumeFrom(entry.room) === undefined && frame.data.last !== undefined) {
+          entry.room.floor = frame.data.last ?? floorId(0);
+        }
         events.emit('joined', frame.data);
         for (const w of entry.waiters.splice(0)) w.resolve(frame.data);
         return;

@@ -9,7 +9,7 @@ export interface RoomState {
   readonly webhookId: string;
   /** The last request delivered. It only moves over contiguous delivery, so it is a safe `since`. */
   cursor: string | undefined;
-  /** Where to resume when nothing was delivered yet: the floor id of the moment of joining. */
+  /** Where to resume when nothing was delivered yet: the server's newest id at the join. */
   floor: string | undefined;
   /** A `join` with `since` is replaying; live requests wait in `held` until it ends. */
   replaying: boolean;
@@ -61,8 +61,8 @@ function advance(room: RoomState, req: CapturedRequest): boolean {
 
 /**
  * The smallest UUIDv7 of millisecond `ms`: every request captured from then on has a greater id.
- * It stands in for a cursor in a room that has had no request yet, so a reconnect can still ask
- * for what was captured while it was away.
+ * `floorId(0)` stands in for a cursor in a room whose webhook had no request when it was joined,
+ * so a reconnect still asks for everything captured while it was away.
  */
 export function floorId(ms: number): string {
   const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0');
