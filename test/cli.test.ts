@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
-import { suite } from 'uvu';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import * as assert from 'uvu/assert';
+import { http } from './support/http.js';
+import { freePort, withCleanup } from './support/suite.js';
 import { testDatabaseUrl } from './support/db.js';
 import { startServer, uniqueId, type TestServer } from './support/server.js';
 
@@ -50,46 +50,13 @@ async function run(args: string[], env: Record<string, string> = {}) {
   return { code, ...p.out };
 }
 
-/** One HTTP exchange on its own connection, so a server restarted on its port is really reached. */
-function http(method: string, url: string, body?: Buffer | string, headers: Record<string, string> = {}) {
-  return new Promise<{ status: number; text: string }>((resolve, reject) => {
-    const req = request(url, { method, agent: false, headers }, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode!, text }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
 async function newWebhook(base: string): Promise<string> {
   const id = uniqueId('cli');
   assert.is((await http('POST', `${base}/api/webhooks`, JSON.stringify({ id }))).status, 201);
   return id;
 }
 
-/** See test/client.test.ts: a server that comes back on its port needs a fixed one from the start. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
-interface Ctx {
-  cleanup: (() => Promise<unknown> | unknown)[];
-}
-function withCleanup(name: string) {
-  const test = suite<Ctx>(name, { cleanup: [] });
-  test.after.each(async (ctx) => {
-    for (const close of ctx.cleanup.splice(0).reverse()) await close();
-  });
-  return test;
-}
 
 // --- hooky create ------------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
-import { request } from 'node:http';
 import { createServer as createNetServer, connect, type Server as NetServer, type Socket as NetSocket } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { http } from './support/http.js';
+import { freePort, withCleanup, type CleanupCtx } from './support/suite.js';
 import WS from 'ws';
 import { backoffDelay, createClient, HookyError, toWsUrl, type ClientEvents, type HookyClient } from '../src/client/index.js';
-import { startServer, uniqueId, type TestServer } from './support/server.js';
+import { startServer, uniqueId } from './support/server.js';
 
 // --- helpers ------------------------------------------------------------------------------
 
@@ -17,22 +18,6 @@ async function until(check: () => boolean, what: string, ms = 5000): Promise<voi
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await sleep(10);
   }
-}
-
-/**
- * One HTTP exchange on a connection of its own. fetch keeps connections alive, and these tests
- * restart servers on the same port: a kept-alive socket would still reach the old server.
- */
-function http(method: string, url: string, body?: string): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method, agent: false }, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode!, text }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 async function newWebhook(base: string): Promise<string> {
@@ -49,20 +34,6 @@ async function capture(base: string, webhookId: string, body = 'x'): Promise<str
   return (JSON.parse(res.text) as { id: string }).id;
 }
 
-/**
- * A port free right now. A server that must come back on its port gets a fixed one from the
- * start: uWS sets SO_REUSEADDR only when given a port, and without it the new server cannot
- * bind past the old one's sockets in TIME_WAIT.
- */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 type Logged = { [E in keyof ClientEvents]: { event: E; data: ClientEvents[E]; at: number } }[keyof ClientEvents];
 const allEvents: (keyof ClientEvents)[] = ['connected', 'joined', 'left', 'new-request', 'error', 'disconnect', 'connect_error', 'reconnecting'];
@@ -107,17 +78,6 @@ function tapped() {
   return { Tapped, inbound, outbound, created };
 }
 
-/** Resources a test opened, closed in `after.each` whatever the outcome. */
-interface Ctx {
-  cleanup: (() => Promise<unknown> | unknown)[];
-}
-function withCleanup(name: string) {
-  const test = suite<Ctx>(name, { cleanup: [] });
-  test.after.each(async (ctx) => {
-    for (const close of ctx.cleanup.splice(0).reverse()) await close();
-  });
-  return test;
-}
 
 // --- backoff -------------------------------------------------------------------------------
 
@@ -251,7 +211,7 @@ function later<T>(p: Promise<T>): Promise<T> {
   return p;
 }
 
-function scriptedClient(ctx: Ctx, options: Parameters<typeof createClient>[1] = {}) {
+function scriptedClient(ctx: CleanupCtx, options: Parameters<typeof createClient>[1] = {}) {
   const server = scripted();
   const client = createClient('ws://scripted.invalid/ws', { WebSocket: server.Fake, pingIntervalMs: 60_000, minDelayMs: 10, ...options });
   ctx.cleanup.push(() => client.close());
