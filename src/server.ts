@@ -1,4 +1,5 @@
 import { registerApi } from './api.js';
+import { createAuth } from './auth.js';
 import { registerCapture } from './capture.js';
 import type { Config } from './config.js';
 import { openDatabase } from './db/connect.js';
@@ -42,8 +43,10 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   let draining = false;
   const isDraining = () => draining;
 
+  const auth = createAuth(config);
+
   const app = uws.App();
-  const realtime = createRealtime(app, config, { store, webhooks, metrics, log, isDraining });
+  const realtime = createRealtime(app, config, { auth, store, webhooks, metrics, log, isDraining });
   const writer = createWriter(
     store,
     { maxRows: config.batchMaxRows, maxBytes: config.batchMaxBytes, queueMaxBytes: config.queueMaxBytes },
@@ -54,7 +57,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   let port = 0;
   const publicUrl = () => config.publicUrl ?? `http://localhost:${port}`;
   registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
-  registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { store, webhooks, log, onDeleted: realtime.webhookDeleted });
+  registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { auth, store, webhooks, log, onDeleted: realtime.webhookDeleted });
   registerHealth(app, { metrics, isDraining, ping: store.ping });
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
 
