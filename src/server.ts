@@ -10,6 +10,7 @@ import { sendError } from './http.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { createRealtime } from './realtime.js';
+import { createRetention } from './retention.js';
 import { createStore } from './store.js';
 import { uws, type us_listen_socket } from './uws.js';
 import { createWebhookCache } from './webhooks.js';
@@ -44,6 +45,16 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   const isDraining = () => draining;
 
   const auth = createAuth(config);
+  const retention = createRetention(
+    db.sql,
+    {
+      maxRequests: config.retentionMaxRequests,
+      maxAgeMs: config.retentionMaxAgeMs,
+      intervalMs: config.retentionIntervalMs,
+      batch: config.retentionBatch,
+    },
+    { metrics, log },
+  );
 
   const app = uws.App();
   const realtime = createRealtime(app, config, { auth, store, webhooks, metrics, log, isDraining });
@@ -52,7 +63,10 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     { maxRows: config.batchMaxRows, maxBytes: config.batchMaxBytes, queueMaxBytes: config.queueMaxBytes },
     metrics,
     log,
-    (rows) => realtime.publish(rows),
+    (rows) => {
+      realtime.publish(rows);
+      retention.written(rows);
+    },
   );
   let port = 0;
   const publicUrl = () => config.publicUrl ?? `http://localhost:${port}`;
@@ -69,9 +83,12 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   port = uws.us_socket_local_port(listenSocket);
   const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host.includes(':') ? `[${config.host}]` : config.host;
   log.info('database ready', { database: db.where });
+  retention.start();
 
   let closing: Promise<void> | undefined;
   async function shutdown() {
+    // 0. Start no further retention pass; the DELETE in flight, if any, is awaited before step 5.
+    const retentionStopped = retention.close();
     // 1. Refuse new work: captures and upgrades get 503, /readyz turns 503.
     draining = true;
     // 2. Tell every client why, then close it with 1001 (going away).
@@ -82,6 +99,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     const flushed = await Promise.race([writer.close().then(() => true), delay(config.shutdownTimeoutMs).then(() => false)]);
     if (!flushed) log.error('shutdown timeout: captures still waiting were not stored', { pending: writer.pending });
     // 5. End the pool, then stop embedded Postgres.
+    await retentionStopped;
     await db.close();
   }
 
