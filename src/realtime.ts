@@ -33,8 +33,10 @@ interface Conn {
   /** Frames refused since `refusedSince`; past the burst within the strike window, the connection is closed. */
   refused: number;
   refusedSince: number;
-  /** Its send buffer was seen past the limit: uWS drops the next frame and closes it (see `close`). */
+  /** Its send buffer is, or is about to be, past the limit: uWS drops a frame and closes it (see `close`). */
   overLimit: boolean;
+  /** Bytes published to its rooms by the batch being checked. */
+  pending: number;
 }
 
 export interface RealtimeOptions {
@@ -92,9 +94,36 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
     if (status === 2) ws.getUserData().overLimit = true;
   }
 
-  /** Past maxBackpressure, uWS drops the socket's next frame and closes it. */
-  function overLimit(ws: Socket) {
-    if (ws.getBufferedAmount() > opts.wsMaxBuffer) ws.getUserData().overLimit = true;
+  /**
+   * Flags the members of the rooms a batch reached whose send buffer, with the bytes just
+   * published to them, passes the limit. uWS queues publishes under 16 KiB and writes them after
+   * this returns, at the end of the loop iteration; a frame it then drops closes the socket before
+   * any JavaScript runs again, so the buffer cannot be read afterwards: it is predicted here.
+   * A flagged socket that is still open on the next turn was not dropped after all (its reader
+   * kept up, or the kernel took the bytes): the flag is cleared then.
+   */
+  function checkBuffers(reached: Map<Set<Socket>, number>) {
+    for (const [set, bytes] of reached) for (const ws of set) ws.getUserData().pending += bytes;
+    let flagged: Socket[] | undefined;
+    for (const set of reached.keys()) {
+      for (const ws of set) {
+        const conn = ws.getUserData();
+        if (conn.pending === 0) continue; // already checked through another room
+        if (ws.getBufferedAmount() + conn.pending > opts.wsMaxBuffer && !conn.overLimit) {
+          conn.overLimit = true;
+          (flagged ??= []).push(ws);
+        }
+        conn.pending = 0;
+      }
+    }
+    if (flagged !== undefined) setImmediate(clearSurvivors, flagged);
+  }
+
+  function clearSurvivors(flagged: Socket[]) {
+    for (const ws of flagged) {
+      const conn = ws.getUserData();
+      if (!conn.closed && ws.getBufferedAmount() <= opts.wsMaxBuffer) conn.overLimit = false;
+    }
   }
 
   function send<E extends ServerEventName>(ws: Socket, event: E, data: ServerEvents[E], ref?: Ref): void {
@@ -271,17 +300,22 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
       if (sockets.size >= opts.maxConnections) return refuse(503, tooManyConnectionsBody);
       const now = Date.now();
       res.upgrade<Conn>(
-        { id: randomUUID(), rooms: new Set(), closed: false, tokens: opts.wsRateBurst, filledAt: now, refused: 0, refusedSince: now, overLimit: false },
+        {
+          id: randomUUID(),
+          rooms: new Set(),
+          closed: false,
+          tokens: opts.wsRateBurst,
+          filledAt: now,
+          refused: 0,
+          refusedSince: now,
+          overLimit: false,
+          pending: 0,
+        },
         key,
         PROTOCOL,
         extensions,
         context,
       );
-    },
-
-    drain(ws) {
-      // Caught up after all: a later close is not the backpressure limit's doing.
-      if (ws.getBufferedAmount() <= opts.wsMaxBuffer) ws.getUserData().overLimit = false;
     },
 
     open(ws) {
@@ -302,8 +336,8 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
       for (const room of conn.rooms) forget(ws, room);
       conn.rooms.clear();
       // uWS 20.30 closes a socket past maxBackpressure by shutting down its read side, so the
-      // close arrives as 1006 with no message, exactly like a peer that vanished. The buffer
-      // check after each send and publish tells the two apart.
+      // close arrives as 1006 with no message, exactly like a peer that vanished. The check
+      // after each send and publish (see checkBuffers) tells the two apart.
       if (conn.overLimit && code === 1006 && message.byteLength === 0) {
         metrics.backpressureCloses.inc();
         log.warn('closed a WebSocket client that could not keep up', { connectionId: conn.id, maxBuffer: opts.wsMaxBuffer });
@@ -317,18 +351,19 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
   return {
     /** Sends each committed request to its room; the JSON was serialised once, at capture. */
     publish(rows: readonly PendingRow[]): void {
-      let reached: Set<Set<Socket>> | undefined;
+      // Bytes published per room, for the backpressure check: one native call per member after.
+      let reached: Map<Set<Socket>, number> | undefined;
       for (const row of rows) {
         const room = roomOf(row.webhookId);
         const set = members.get(room);
         if (set === undefined) continue;
-        app.publish(room, `{"event":"new-request","data":${row.json}}`, false);
+        const frame = `{"event":"new-request","data":${row.json}}`;
+        app.publish(room, frame, false);
         metrics.publishes.inc();
-        (reached ??= new Set()).add(set);
+        reached ??= new Map();
+        reached.set(set, (reached.get(set) ?? 0) + Buffer.byteLength(frame));
       }
-      // uWS writes a publish at once, appending to any backlog, so each member's buffer can be
-      // read right after the batch: one native call per member of the rooms it reached.
-      if (reached !== undefined) for (const set of reached) for (const ws of set) overLimit(ws);
+      if (reached !== undefined) checkBuffers(reached);
     },
 
     /** Tells a deleted webhook's room, then empties it. */
