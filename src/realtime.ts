@@ -69,8 +69,11 @@ const drainingBody = errorBody('draining');
 const unauthorizedBody = errorBody('unauthorized');
 const forbiddenOriginBody = errorBody('forbidden_origin');
 const tooManyConnectionsBody = errorBody('too_many_connections');
+const badVersionBody = errorBody('upgrade_required', 'Only WebSocket version 13 (RFC 6455) is spoken here', { protocols: [PROTOCOL] });
 const refusalHeaders: Readonly<Record<number, readonly [string, string]>> = {
   401: ['www-authenticate', 'Bearer realm="hooky"'],
+  // RFC 6455 §4.4: name the version the server speaks.
+  426: ['sec-websocket-version', '13'],
   503: ['retry-after', '1'],
 };
 
@@ -274,14 +277,16 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
     sendPingsAutomatically: true,
 
     // Checked in this order, cheapest refusal of the least trusted first: draining (503), a
-    // foreign browser origin (403), a missing or wrong token (401), then the protocol (400) and
-    // the connection limit (503). An unauthenticated client learns nothing but 401.
+    // WebSocket version other than 13 (426), a foreign browser origin (403), a missing or wrong
+    // token (401), then the protocol (400) and the connection limit (503). An unauthenticated
+    // client learns nothing but 401. (uWS itself routes a bad Sec-WebSocket-Key as a plain GET.)
     upgrade(res, req, context) {
       const offered = req.getHeader('sec-websocket-protocol');
       const key = req.getHeader('sec-websocket-key');
       const extensions = req.getHeader('sec-websocket-extensions');
       const origin = req.getHeader('origin');
       const authorization = req.getHeader('authorization');
+      const version = req.getHeader('sec-websocket-version');
       const protocols = offered.split(',').map((p) => p.trim());
       const refuse = (status: number, body: string) => {
         metrics.rejectedUpgrades.inc(status);
@@ -293,6 +298,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
         });
       };
       if (deps.isDraining()) return refuse(503, drainingBody);
+      if (version !== '13') return refuse(426, badVersionBody);
       if (!auth.allowsOrigin(origin)) return refuse(403, forbiddenOriginBody);
       if (!auth.allowsUpgrade(authorization, protocols)) return refuse(401, unauthorizedBody);
       if (!protocols.includes(PROTOCOL)) return refuse(400, unsupportedProtocol);

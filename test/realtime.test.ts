@@ -85,6 +85,32 @@ connect('hooky.v1 offered among other protocols is selected', async (ctx) => {
   assert.is(c.ws.protocol, 'hooky.v1');
 });
 
+connect('a handshake for a WebSocket version other than 13 is refused 426, naming version 13', async (ctx) => {
+  const { connect: tcp } = await import('node:net');
+  for (const version of ['8', '', 'x']) {
+    const head = await new Promise<string>((resolve, reject) => {
+      const sock = tcp(ctx.s.server.port, '127.0.0.1', () =>
+        sock.write(
+          `GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n` +
+            `sec-websocket-version: ${version}\r\nsec-websocket-protocol: hooky.v1\r\n\r\n`,
+        ),
+      );
+      let out = '';
+      sock.on('data', (d) => {
+        out += d;
+        if (out.includes('}')) {
+          sock.destroy();
+          resolve(out);
+        }
+      });
+      sock.on('error', reject);
+    });
+    assert.match(head, /^HTTP\/1\.1 426 Upgrade Required\r\n/, JSON.stringify(version));
+    assert.match(head, /\r\nsec-websocket-version: 13\r\n/i);
+    assert.match(head, /"error":"upgrade_required"/);
+  }
+});
+
 connect('a plain GET /ws answers 426 upgrade_required', async (ctx) => {
   const res = await fetch(`${ctx.s.url}/ws`);
   assert.is(res.status, 426);
