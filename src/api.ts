@@ -1,6 +1,7 @@
 import * as v from 'valibot';
+import type { Auth } from './auth.js';
 import { HttpError } from './errors.js';
-import { exchange, readBody, send, sendEmpty, sendError, sendJson, type Exchange } from './http.js';
+import { errorBody, exchange, readBody, send, sendEmpty, sendError, sendJson, type Exchange, type Headers } from './http.js';
 import { newWebhookId } from './ids.js';
 import type { Logger } from './log.js';
 import { RequestIdSchema, WebhookIdSchema, requestIdPattern, webhookIdPattern } from './protocol.js';
@@ -15,6 +16,7 @@ export interface ApiOptions {
 }
 
 interface Deps {
+  auth: Auth;
   store: Store;
   webhooks: WebhookCache;
   log: Logger;
@@ -66,9 +68,36 @@ function isConnectionError(err: unknown): boolean {
 const methodNotAllowed = (allow: string) => (res: HttpResponse) =>
   sendError({ res, done: false }, new HttpError('method_not_allowed', `Allowed: ${allow}`, { allow }));
 
+// RFC 9110 §11.6.1: a 401 names the scheme the client should use.
+const unauthorizedHeaders: Headers = { 'content-type': 'application/json', 'www-authenticate': 'Bearer realm="hooky"' };
+const unauthorizedBody = errorBody('unauthorized');
+
+type Route = (res: HttpResponse, req: HttpRequest) => void;
+
+/**
+ * With HOOKY_API_TOKEN set, every /api route (unknown ones too, so they reveal nothing) answers
+ * 401 before it reads a byte of the body or touches Postgres.
+ */
+function guarded(auth: Auth, app: TemplatedApp) {
+  const guard = (route: Route): Route =>
+    !auth.required
+      ? route
+      : (res, req) => {
+          if (auth.allowsRequest(req.getHeader('authorization'))) return route(res, req);
+          send({ res, done: false }, 401, unauthorizedBody, unauthorizedHeaders);
+        };
+  return {
+    get: (pattern: string, route: Route) => app.get(pattern, guard(route)),
+    post: (pattern: string, route: Route) => app.post(pattern, guard(route)),
+    del: (pattern: string, route: Route) => app.del(pattern, guard(route)),
+    any: (pattern: string, route: Route) => app.any(pattern, guard(route)),
+  };
+}
+
 /** The REST API of the contract under /api. */
-export function registerApi(app: TemplatedApp, opts: ApiOptions, deps: Deps): void {
+export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps): void {
   const { store, webhooks, log } = deps;
+  const app = guarded(deps.auth, uwsApp);
   const notFound = (what: string) => new HttpError('not_found', `${what} not found`);
 
   const view = (w: Webhook) => ({ id: w.id, url: `${opts.publicUrl()}/h/${w.id}`, createdAt: w.createdAt, response: w.response });

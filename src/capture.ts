@@ -13,6 +13,8 @@ import type { Writer } from './writer.js';
 export interface CaptureOptions {
   maxBodyBytes: number;
   trustProxy: boolean;
+  maxHeaders: number;
+  maxHeaderBytes: number;
 }
 
 interface Deps {
@@ -34,6 +36,10 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
   const { webhooks, writer, metrics, log } = deps;
   const notFound = new HttpError('not_found', 'Webhook not found');
   const draining = new HttpError('draining');
+  const tooManyHeaders = new HttpError('too_many_headers', `More than ${opts.maxHeaders} header fields`, { limit: opts.maxHeaders });
+  const headersTooLarge = new HttpError('headers_too_large', `Header names and values over ${opts.maxHeaderBytes} bytes`, {
+    limit: opts.maxHeaderBytes,
+  });
 
   function fail(ex: Exchange, err: unknown) {
     const httpErr = err instanceof HttpError ? err : new HttpError('internal');
@@ -70,9 +76,20 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     // Everything needed from `req` is copied now: it is gone once this function returns.
     const url = req.getUrl();
     const headers: Record<string, string> = Object.create(null);
+    let headerCount = 0;
+    let headerBytes = 0;
     req.forEach((name, value) => {
+      headerCount++;
+      headerBytes += name.length + value.length;
       headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
     });
+    // Headers are stored with every capture: their limits bound a row as the body limit does.
+    // Answered before the body is read, so the connection is closed rather than drained.
+    if (headerCount > opts.maxHeaders || headerBytes > opts.maxHeaderBytes) {
+      const err = headerCount > opts.maxHeaders ? tooManyHeaders : headersTooLarge;
+      metrics.captureErrors.inc(err.status);
+      return sendError(ex, err, true);
+    }
     const method = req.getCaseSensitiveMethod().toUpperCase();
     ex.head = method === 'HEAD';
     const facts: RequestFacts = {

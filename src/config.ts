@@ -34,6 +34,25 @@ const databaseUrl = v.pipe(
   v.check((s) => s === undefined || /^postgres(ql)?:\/\//.test(s), 'must start with postgres:// or postgresql://'),
 );
 
+/** Optional bearer token: URL- and subprotocol-safe characters, long enough not to be guessed. */
+const apiToken = v.pipe(
+  optionalText,
+  v.check(
+    (s) => s === undefined || /^[A-Za-z0-9._~+-]{16,512}$/.test(s),
+    'must be 16 to 512 characters from A-Z a-z 0-9 . _ ~ + - (e.g. the output of `openssl rand -hex 32`)',
+  ),
+);
+
+/** Comma-separated browser origins such as https://app.example.com; unset allows any. */
+const origins = v.pipe(
+  optionalText,
+  v.transform((s) => (s === undefined ? undefined : s.split(',').map((o) => o.trim().toLowerCase()).filter((o) => o !== ''))),
+  v.check(
+    (list) => list === undefined || (list.length > 0 && list.every((o) => URL.canParse(o) && new URL(o).origin === o)),
+    'must be a comma-separated list of origins such as https://app.example.com (scheme, host and port only, no path)',
+  ),
+);
+
 const publicUrl = v.pipe(
   optionalText,
   v.check((s) => s === undefined || URL.canParse(s), 'must be an absolute URL such as https://hooks.example.com'),
@@ -58,6 +77,17 @@ export const EnvSchema = v.object({
   HOOKY_WS_MAX_BUFFER: int(0, 0, 4096 * MiB), // bytes queued for a slow client before it is closed; 0 = 2 × body limit + 1 MiB
   HOOKY_WS_IDLE_TIMEOUT: int(60, 0, 960), // seconds without traffic before a socket is pinged, then dropped
   HOOKY_MAX_ROOMS: int(100, 1, 100_000), // rooms one connection may join
+  HOOKY_MAX_CONNECTIONS: int(10_000, 1, 1_000_000), // open WebSockets; past it upgrades get 503
+  HOOKY_WS_RATE_LIMIT: int(100, 0, 1_000_000), // client frames per second per connection, sustained; 0 = no limit
+  HOOKY_WS_RATE_BURST: int(200, 1, 1_000_000), // client frames a connection may send at once above the rate
+  HOOKY_MAX_HEADERS: int(48, 1, 1000), // header fields per captured request; more: 431 (uWS itself stops at 48)
+  HOOKY_MAX_HEADER_BYTES: int(16 * KiB, 1 * KiB, 1 * MiB), // header names + values per captured request; more: 431
+  HOOKY_API_TOKEN: apiToken, // unset: REST API and /ws are open; set: they need this token
+  HOOKY_ALLOWED_ORIGINS: origins, // browser origins allowed to open /ws; unset: any
+  HOOKY_RETENTION_MAX_REQUESTS: int(10_000, 0, 1_000_000_000), // newest requests kept per webhook; 0 = no limit
+  HOOKY_RETENTION_MAX_AGE_HOURS: int(7 * 24, 0, 100 * 365 * 24), // hours a request is kept (7 days); 0 = forever
+  HOOKY_RETENTION_INTERVAL_MS: int(60_000, 10, 24 * 3600_000), // pause between retention passes (1 minute)
+  HOOKY_RETENTION_BATCH: int(1000, 1, 100_000), // rows per DELETE statement
   HOOKY_REPLAY_LIMIT: int(1000, 1, 100_000), // requests replayed by one `join` with `since`
   HOOKY_BATCH_MAX_ROWS: int(1000, 1, 100_000), // rows in one group-commit INSERT
   HOOKY_BATCH_MAX_BYTES: int(16 * MiB, 64 * KiB, 1024 * MiB), // payload bytes in one INSERT
@@ -82,6 +112,21 @@ export interface Config {
   readonly wsMaxBuffer: number;
   readonly wsIdleTimeout: number;
   readonly maxRooms: number;
+  readonly maxConnections: number;
+  /** Client frames per second per connection; 0 = no limit. */
+  readonly wsRateLimit: number;
+  readonly wsRateBurst: number;
+  readonly maxHeaders: number;
+  readonly maxHeaderBytes: number;
+  readonly apiToken: string | undefined;
+  /** Lower-case origins allowed to open /ws; undefined allows any. */
+  readonly allowedOrigins: readonly string[] | undefined;
+  /** 0 = no limit. */
+  readonly retentionMaxRequests: number;
+  /** Milliseconds; 0 = forever. */
+  readonly retentionMaxAgeMs: number;
+  readonly retentionIntervalMs: number;
+  readonly retentionBatch: number;
   readonly replayLimit: number;
   readonly batchMaxRows: number;
   readonly batchMaxBytes: number;
@@ -123,6 +168,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     wsMaxBuffer: e.HOOKY_WS_MAX_BUFFER || 2 * e.HOOKY_MAX_BODY_BYTES + MiB,
     wsIdleTimeout: e.HOOKY_WS_IDLE_TIMEOUT,
     maxRooms: e.HOOKY_MAX_ROOMS,
+    maxConnections: e.HOOKY_MAX_CONNECTIONS,
+    wsRateLimit: e.HOOKY_WS_RATE_LIMIT,
+    wsRateBurst: e.HOOKY_WS_RATE_BURST,
+    maxHeaders: e.HOOKY_MAX_HEADERS,
+    maxHeaderBytes: e.HOOKY_MAX_HEADER_BYTES,
+    apiToken: e.HOOKY_API_TOKEN,
+    allowedOrigins: e.HOOKY_ALLOWED_ORIGINS && Object.freeze(e.HOOKY_ALLOWED_ORIGINS),
+    retentionMaxRequests: e.HOOKY_RETENTION_MAX_REQUESTS,
+    retentionMaxAgeMs: e.HOOKY_RETENTION_MAX_AGE_HOURS * 3600_000,
+    retentionIntervalMs: e.HOOKY_RETENTION_INTERVAL_MS,
+    retentionBatch: e.HOOKY_RETENTION_BATCH,
     replayLimit: e.HOOKY_REPLAY_LIMIT,
     batchMaxRows: e.HOOKY_BATCH_MAX_ROWS,
     batchMaxBytes: e.HOOKY_BATCH_MAX_BYTES,

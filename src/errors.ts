@@ -6,15 +6,20 @@
 export const httpErrors = {
   invalid_request: { status: 400, message: 'The request is not valid' },
   unsupported_protocol: { status: 400, message: 'The WebSocket must offer subprotocol hooky.v1' },
+  unauthorized: { status: 401, message: 'A valid API token is required: send Authorization: Bearer <token>' },
+  forbidden_origin: { status: 403, message: 'This Origin may not open a WebSocket to this server' },
   not_found: { status: 404, message: 'Not found' },
   method_not_allowed: { status: 405, message: 'Method not allowed on this route' },
   upgrade_required: { status: 426, message: 'This route speaks WebSocket: connect with a WebSocket client offering subprotocol hooky.v1' },
   conflict: { status: 409, message: 'A webhook with this id already exists' },
   payload_too_large: { status: 413, message: 'The request body is larger than the limit' },
+  too_many_headers: { status: 431, message: 'The request has more header fields than the limit' },
+  headers_too_large: { status: 431, message: 'The request headers are larger than the limit' },
   internal: { status: 500, message: 'Internal server error' },
   storage_unavailable: { status: 503, message: 'Storage is unavailable; retry later' },
   draining: { status: 503, message: 'The server is shutting down; retry later' },
   overloaded: { status: 503, message: 'Too many requests are waiting to be stored; retry later' },
+  too_many_connections: { status: 503, message: 'The server has as many WebSocket connections as it may hold; retry later' },
 } as const;
 
 export type HttpErrorCode = keyof typeof httpErrors;

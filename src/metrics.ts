@@ -78,8 +78,10 @@ export function createMetrics() {
     openSockets: gauge('hooky_websocket_connections', 'Open WebSocket connections'),
     joinedRooms: gauge('hooky_room_memberships', 'Room memberships over all open connections'),
     backpressureCloses: counter('hooky_websocket_backpressure_closes_total', 'Connections closed because they could not keep up'),
+    rateLimitCloses: counter('hooky_websocket_rate_limit_closes_total', 'Connections closed (1008) for going on past the message rate limit'),
     wsErrors: labelledCounter('hooky_websocket_errors_total', 'error events sent to clients, by code', 'code'),
     rejectedUpgrades: labelledCounter('hooky_websocket_rejected_upgrades_total', 'WebSocket upgrades refused, by HTTP status', 'status'),
+    retentionDeleted: labelledCounter('hooky_retention_deleted_total', 'Captured requests deleted by retention, by rule', 'rule'),
   };
   const all: Metric[] = Object.values(m);
   return {

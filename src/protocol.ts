@@ -5,6 +5,11 @@
 import * as v from 'valibot';
 
 export const PROTOCOL = 'hooky.v1';
+/**
+ * Browsers cannot set headers on a WebSocket, so a client that must send the API token offers it
+ * as a second subprotocol, `hooky.token.<token>`, beside `hooky.v1`. The server never selects it.
+ */
+export const TOKEN_PROTOCOL_PREFIX = 'hooky.token.';
 
 export const webhookIdPattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 /** UUIDv7 in lower-case hex: plain string order is capture order. */

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import * as v from 'valibot';
+import type { Auth } from './auth.js';
 import { HttpError } from './errors.js';
 import { errorBody, sendError as sendHttpError, statusLine } from './http.js';
 import type { Logger } from './log.js';
@@ -25,6 +26,17 @@ interface Conn {
   readonly id: string;
   readonly rooms: Set<string>;
   closed: boolean;
+  /** Rate limit: frames the connection may still send now, refilled over time (a token bucket). */
+  tokens: number;
+  /** When `tokens` was last refilled, in ms. */
+  filledAt: number;
+  /** Frames refused since `refusedSince`; past the burst within the strike window, the connection is closed. */
+  refused: number;
+  refusedSince: number;
+  /** Its send buffer is, or is about to be, past the limit: uWS drops a frame and closes it (see `close`). */
+  overLimit: boolean;
+  /** Bytes published to its rooms by the batch being checked. */
+  pending: number;
 }
 
 export interface RealtimeOptions {
@@ -33,9 +45,14 @@ export interface RealtimeOptions {
   wsIdleTimeout: number;
   maxRooms: number;
   replayLimit: number;
+  maxConnections: number;
+  /** Frames per second per connection; 0 = no limit. */
+  wsRateLimit: number;
+  wsRateBurst: number;
 }
 
 interface Deps {
+  auth: Auth;
   store: Store;
   webhooks: WebhookCache;
   metrics: Metrics;
@@ -49,19 +66,72 @@ const unsupportedProtocol = errorBody('unsupported_protocol', `The WebSocket mus
   supported: [PROTOCOL],
 });
 const drainingBody = errorBody('draining');
+const unauthorizedBody = errorBody('unauthorized');
+const forbiddenOriginBody = errorBody('forbidden_origin');
+const tooManyConnectionsBody = errorBody('too_many_connections');
+const badVersionBody = errorBody('upgrade_required', 'Only WebSocket version 13 (RFC 6455) is spoken here', { protocols: [PROTOCOL] });
+const refusalHeaders: Readonly<Record<number, readonly [string, string]>> = {
+  401: ['www-authenticate', 'Bearer realm="hooky"'],
+  // RFC 6455 §4.4: name the version the server speaks.
+  426: ['sec-websocket-version', '13'],
+  503: ['retry-after', '1'],
+};
+
+/** A client over its rate for this long, by more than a burst, is closed rather than answered. */
+const strikeWindowMs = 10_000;
 
 /**
  * `/ws`: the hooky.v1 protocol over uWS. A room is the uWS topic `webhook:<id>`, so a
  * broadcast is one `app.publish` that uWS fans out in C++, never a loop over sockets in JS.
  */
 export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: Deps) {
-  const { store, webhooks, metrics, log } = deps;
-  // Every open socket, for shutdown and for emptying a deleted webhook's room.
+  const { store, webhooks, metrics, log, auth } = deps;
+  // Every open socket, for shutdown.
   const sockets = new Set<Socket>();
+  // The members of each room, kept beside uWS's topics: for emptying a deleted webhook's room and
+  // for checking the send buffers of the sockets a publish just reached.
+  const members = new Map<string, Set<Socket>>();
+
+  /** uWS answers 2 when it dropped the frame for backpressure, and then closes the socket itself. */
+  function sent(ws: Socket, status: number) {
+    if (status === 2) ws.getUserData().overLimit = true;
+  }
+
+  /**
+   * Flags the members of the rooms a batch reached whose send buffer, with the bytes just
+   * published to them, passes the limit. uWS queues publishes under 16 KiB and writes them after
+   * this returns, at the end of the loop iteration; a frame it then drops closes the socket before
+   * any JavaScript runs again, so the buffer cannot be read afterwards: it is predicted here.
+   * A flagged socket that is still open on the next turn was not dropped after all (its reader
+   * kept up, or the kernel took the bytes): the flag is cleared then.
+   */
+  function checkBuffers(reached: Map<Set<Socket>, number>) {
+    for (const [set, bytes] of reached) for (const ws of set) ws.getUserData().pending += bytes;
+    let flagged: Socket[] | undefined;
+    for (const set of reached.keys()) {
+      for (const ws of set) {
+        const conn = ws.getUserData();
+        if (conn.pending === 0) continue; // already checked through another room
+        if (ws.getBufferedAmount() + conn.pending > opts.wsMaxBuffer && !conn.overLimit) {
+          conn.overLimit = true;
+          (flagged ??= []).push(ws);
+        }
+        conn.pending = 0;
+      }
+    }
+    if (flagged !== undefined) setImmediate(clearSurvivors, flagged);
+  }
+
+  function clearSurvivors(flagged: Socket[]) {
+    for (const ws of flagged) {
+      const conn = ws.getUserData();
+      if (!conn.closed && ws.getBufferedAmount() <= opts.wsMaxBuffer) conn.overLimit = false;
+    }
+  }
 
   function send<E extends ServerEventName>(ws: Socket, event: E, data: ServerEvents[E], ref?: Ref): void {
     if (ws.getUserData().closed) return;
-    ws.send(JSON.stringify(ref === undefined ? { event, data } : { event, data, ref }), false);
+    sent(ws, ws.send(JSON.stringify(ref === undefined ? { event, data } : { event, data, ref }), false));
   }
 
   function sendError(ws: Socket, code: WsErrorCode, ref: Ref, extra?: Record<string, unknown>, message: string = wsErrorMessages[code]) {
@@ -73,7 +143,15 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
     const conn = ws.getUserData();
     if (!conn.rooms.delete(room)) return;
     ws.unsubscribe(room);
+    forget(ws, room);
     metrics.joinedRooms.dec();
+  }
+
+  function forget(ws: Socket, room: string) {
+    const set = members.get(room);
+    if (set === undefined) return;
+    set.delete(ws);
+    if (set.size === 0) members.delete(room);
   }
 
   async function join(ws: Socket, webhookId: string, since: string | undefined, ref: Ref) {
@@ -96,6 +174,9 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
         // query's result or published to us afterwards, possibly both, never neither.
         ws.subscribe(room);
         conn.rooms.add(room);
+        let set = members.get(room);
+        if (set === undefined) members.set(room, (set = new Set()));
+        set.add(ws);
         metrics.joinedRooms.inc();
       }
     }
@@ -113,14 +194,42 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
     // Replayed events echo the join's ref, which tells them apart from live ones.
     const tail = ref === undefined ? '}' : `,"ref":${JSON.stringify(ref)}}`;
     ws.cork(() => {
-      for (const payload of json) ws.send(`{"event":"new-request","data":${payload}${tail}`, false);
+      for (const payload of json) sent(ws, ws.send(`{"event":"new-request","data":${payload}${tail}`, false));
     });
     const last = json.length > 0 ? (JSON.parse(json[json.length - 1]!) as { id: string }).id : since;
     send(ws, 'replayed', { webhookId, room, count: json.length, truncated, last }, ref);
   }
 
+  /**
+   * Token bucket: `wsRateBurst` frames at once, refilled at `wsRateLimit` per second. A refused
+   * frame is answered RATE_LIMITED without being read (so without its ref); a client that keeps
+   * going, more than a burst refused within the strike window, is closed with 1008.
+   */
+  function withinRate(ws: Socket): boolean {
+    const conn = ws.getUserData();
+    const now = Date.now();
+    conn.tokens = Math.min(opts.wsRateBurst, conn.tokens + ((now - conn.filledAt) * opts.wsRateLimit) / 1000);
+    conn.filledAt = now;
+    if (conn.tokens >= 1) {
+      conn.tokens -= 1;
+      return true;
+    }
+    if (now - conn.refusedSince > strikeWindowMs) {
+      conn.refusedSince = now;
+      conn.refused = 0;
+    }
+    if (++conn.refused > opts.wsRateBurst) {
+      metrics.rateLimitCloses.inc();
+      ws.end(1008, 'rate limit exceeded');
+      return false;
+    }
+    sendError(ws, 'RATE_LIMITED', undefined, { retryAfterMs: Math.ceil(((1 - conn.tokens) * 1000) / opts.wsRateLimit) });
+    return false;
+  }
+
   function onMessage(ws: Socket, message: ArrayBuffer, isBinary: boolean) {
     if (message.byteLength > opts.maxWsPayload) return ws.end(1009, 'message too big');
+    if (opts.wsRateLimit > 0 && !withinRate(ws)) return;
     if (isBinary) return sendError(ws, 'BAD_MESSAGE', undefined, { reason: 'binary frames are not accepted; send JSON text frames' });
     let parsed: unknown;
     try {
@@ -173,17 +282,52 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
     idleTimeout: opts.wsIdleTimeout,
     sendPingsAutomatically: true,
 
+    // Checked in this order, cheapest refusal of the least trusted first: draining (503), a
+    // WebSocket version other than 13 (426), a foreign browser origin (403), a missing or wrong
+    // token (401), then the protocol (400) and the connection limit (503). An unauthenticated
+    // client learns nothing but 401. (uWS itself routes a bad Sec-WebSocket-Key as a plain GET.)
     upgrade(res, req, context) {
       const offered = req.getHeader('sec-websocket-protocol');
       const key = req.getHeader('sec-websocket-key');
       const extensions = req.getHeader('sec-websocket-extensions');
+      const origin = req.getHeader('origin');
+      const authorization = req.getHeader('authorization');
+      const version = req.getHeader('sec-websocket-version');
+      const protocols = offered.split(',').map((p) => p.trim());
       const refuse = (status: number, body: string) => {
         metrics.rejectedUpgrades.inc(status);
-        res.cork(() => res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').end(body));
+        const extra = refusalHeaders[status];
+        res.cork(() => {
+          res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json');
+          if (extra) res.writeHeader(extra[0], extra[1]);
+          res.end(body);
+        });
       };
       if (deps.isDraining()) return refuse(503, drainingBody);
-      if (!offered.split(',').some((p) => p.trim() === PROTOCOL)) return refuse(400, unsupportedProtocol);
-      res.upgrade<Conn>({ id: randomUUID(), rooms: new Set(), closed: false }, key, PROTOCOL, extensions, context);
+      if (version !== '13') return refuse(426, badVersionBody);
+      if (!auth.allowsOrigin(origin)) return refuse(403, forbiddenOriginBody);
+      if (!auth.allowsUpgrade(authorization, protocols)) return refuse(401, unauthorizedBody);
+      if (!protocols.includes(PROTOCOL)) return refuse(400, unsupportedProtocol);
+      // `open` runs inside res.upgrade, synchronously, so `sockets` already counts every upgrade.
+      if (sockets.size >= opts.maxConnections) return refuse(503, tooManyConnectionsBody);
+      const now = Date.now();
+      res.upgrade<Conn>(
+        {
+          id: randomUUID(),
+          rooms: new Set(),
+          closed: false,
+          tokens: opts.wsRateBurst,
+          filledAt: now,
+          refused: 0,
+          refusedSince: now,
+          overLimit: false,
+          pending: 0,
+        },
+        key,
+        PROTOCOL,
+        extensions,
+        context,
+      );
     },
 
     open(ws) {
@@ -194,14 +338,22 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
 
     message: onMessage,
 
-    close(ws) {
+    close(ws, code, message) {
       const conn = ws.getUserData();
       conn.closed = true;
       sockets.delete(ws);
       metrics.openSockets.dec();
       metrics.joinedRooms.dec(conn.rooms.size);
       // uWS unsubscribes a closed socket from all its topics itself.
+      for (const room of conn.rooms) forget(ws, room);
       conn.rooms.clear();
+      // uWS 20.30 closes a socket past maxBackpressure by shutting down its read side, so the
+      // close arrives as 1006 with no message, exactly like a peer that vanished. The check
+      // after each send and publish (see checkBuffers) tells the two apart.
+      if (conn.overLimit && code === 1006 && message.byteLength === 0) {
+        metrics.backpressureCloses.inc();
+        log.warn('closed a WebSocket client that could not keep up', { connectionId: conn.id, maxBuffer: opts.wsMaxBuffer });
+      }
     },
   });
 
@@ -211,12 +363,19 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
   return {
     /** Sends each committed request to its room; the JSON was serialised once, at capture. */
     publish(rows: readonly PendingRow[]): void {
+      // Bytes published per room, for the backpressure check: one native call per member after.
+      let reached: Map<Set<Socket>, number> | undefined;
       for (const row of rows) {
         const room = roomOf(row.webhookId);
-        if (app.numSubscribers(room) === 0) continue;
-        app.publish(room, `{"event":"new-request","data":${row.json}}`, false);
+        const set = members.get(room);
+        if (set === undefined) continue;
+        const frame = `{"event":"new-request","data":${row.json}}`;
+        app.publish(room, frame, false);
         metrics.publishes.inc();
+        reached ??= new Map();
+        reached.set(set, (reached.get(set) ?? 0) + Buffer.byteLength(frame));
       }
+      if (reached !== undefined) checkBuffers(reached);
     },
 
     /** Tells a deleted webhook's room, then empties it. */
@@ -224,8 +383,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
       const room = roomOf(webhookId);
       // Sent to each member directly: a publish is delivered when uWS drains its topic tree,
       // and by then the unsubscribe below would have dropped it.
-      for (const ws of sockets) {
-        if (!ws.getUserData().rooms.has(room)) continue;
+      for (const ws of [...(members.get(room) ?? [])]) {
         ws.cork(() => {
           sendError(ws, 'WEBHOOK_DELETED', undefined, { webhookId });
           leaveRoom(ws, room);

@@ -1,4 +1,5 @@
 import { registerApi } from './api.js';
+import { createAuth } from './auth.js';
 import { registerCapture } from './capture.js';
 import type { Config } from './config.js';
 import { openDatabase } from './db/connect.js';
@@ -9,6 +10,7 @@ import { sendError } from './http.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { createRealtime } from './realtime.js';
+import { createRetention } from './retention.js';
 import { createStore } from './store.js';
 import { uws, type us_listen_socket } from './uws.js';
 import { createWebhookCache } from './webhooks.js';
@@ -42,19 +44,34 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   let draining = false;
   const isDraining = () => draining;
 
+  const auth = createAuth(config);
+  const retention = createRetention(
+    db.sql,
+    {
+      maxRequests: config.retentionMaxRequests,
+      maxAgeMs: config.retentionMaxAgeMs,
+      intervalMs: config.retentionIntervalMs,
+      batch: config.retentionBatch,
+    },
+    { metrics, log },
+  );
+
   const app = uws.App();
-  const realtime = createRealtime(app, config, { store, webhooks, metrics, log, isDraining });
+  const realtime = createRealtime(app, config, { auth, store, webhooks, metrics, log, isDraining });
   const writer = createWriter(
     store,
     { maxRows: config.batchMaxRows, maxBytes: config.batchMaxBytes, queueMaxBytes: config.queueMaxBytes },
     metrics,
     log,
-    (rows) => realtime.publish(rows),
+    (rows) => {
+      realtime.publish(rows);
+      retention.written(rows);
+    },
   );
   let port = 0;
   const publicUrl = () => config.publicUrl ?? `http://localhost:${port}`;
   registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
-  registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { store, webhooks, log, onDeleted: realtime.webhookDeleted });
+  registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { auth, store, webhooks, log, onDeleted: realtime.webhookDeleted });
   registerHealth(app, { metrics, isDraining, ping: store.ping });
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
 
@@ -66,9 +83,12 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   port = uws.us_socket_local_port(listenSocket);
   const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host.includes(':') ? `[${config.host}]` : config.host;
   log.info('database ready', { database: db.where });
+  retention.start();
 
   let closing: Promise<void> | undefined;
   async function shutdown() {
+    // 0. Start no further retention pass; the DELETE in flight, if any, is awaited before step 5.
+    const retentionStopped = retention.close();
     // 1. Refuse new work: captures and upgrades get 503, /readyz turns 503.
     draining = true;
     // 2. Tell every client why, then close it with 1001 (going away).
@@ -82,6 +102,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     //    that is going away. The binary has app.close(); its typings do not list it.
     (app as unknown as { close(): void }).close();
     // 6. End the pool, then stop embedded Postgres.
+    await retentionStopped;
     await db.close();
   }
 

@@ -185,6 +185,40 @@ test('sourceIp ignores X-Forwarded-For unless proxies are trusted', async (ctx) 
   }
 });
 
+test('POST /h/:id answers 431 past the header count or size limit, and stores nothing', async () => {
+  const s = await startServer({ HOOKY_MAX_HEADERS: '10', HOOKY_MAX_HEADER_BYTES: '2048' });
+  const sql = postgres(await testDatabaseUrl(), { max: 1, onnotice: () => {} });
+  try {
+    const { id } = await createWebhook(s.url);
+    const fields = (n: number) => Array.from({ length: n }, (_, i) => `x-h${i}: v\r\n`).join('');
+    // host + content-length + 8 = 10 fields: at the limit.
+    const atLimit = await raw(s.server.port, `POST /h/${id} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n${fields(8)}\r\nok`);
+    assert.match(atLimit, /^HTTP\/1\.1 200 /);
+    const many = await raw(s.server.port, `POST /h/${id} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n${fields(9)}\r\nno`);
+    assert.match(many, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    assert.match(many, /\r\nConnection: close\r\n/i);
+    const manyBody = JSON.parse(many.slice(many.indexOf('\r\n\r\n') + 4));
+    assert.equal(manyBody, { error: 'too_many_headers', message: 'More than 10 header fields', limit: 10 });
+    const big = await fetch(`${s.url}/h/${id}`, { method: 'POST', body: 'no', headers: { 'x-big': 'a'.repeat(2100) } });
+    assert.is(big.status, 431);
+    assert.is(((await big.json()) as { error: string }).error, 'headers_too_large');
+    assert.is(await rows(sql, id), 1);
+  } finally {
+    await s.close();
+    await sql.end();
+  }
+});
+
+test('the default header limit is uWS\'s own: 48 header fields are captured', async (ctx) => {
+  const { id } = await createWebhook(ctx.s.url);
+  const fields = Array.from({ length: 47 }, (_, i) => `x-h${i}: v\r\n`).join('');
+  const reply = await raw(ctx.s.server.port, `GET /h/${id} HTTP/1.1\r\nhost: x\r\n${fields}\r\n`);
+  assert.match(reply, /^HTTP\/1\.1 200 /);
+  const rid = JSON.parse(reply.slice(reply.indexOf('\r\n\r\n') + 4)).id;
+  const p = (await (await fetch(`${ctx.s.url}/api/webhooks/${id}/requests/${rid}`)).json()) as { headers: Record<string, string> };
+  assert.is(Object.keys(p.headers).length, 48);
+});
+
 test('request ids are time-ordered: later capture, greater id', async (ctx) => {
   const { id } = await createWebhook(ctx.s.url);
   const ids: string[] = [];

@@ -16,6 +16,44 @@ test('defaults, with units, when the environment says nothing', () => {
   assert.is(c.logLevel, 'info');
 });
 
+test('limits, security and retention: defaults with their units', () => {
+  const c = loadConfig({});
+  assert.is(c.maxConnections, 10_000);
+  assert.is(c.wsRateLimit, 100);
+  assert.is(c.wsRateBurst, 200);
+  assert.is(c.maxHeaders, 48);
+  assert.is(c.maxHeaderBytes, 16 * 1024);
+  assert.is(c.apiToken, undefined);
+  assert.is(c.allowedOrigins, undefined);
+  assert.is(c.retentionMaxRequests, 10_000);
+  assert.is(c.retentionMaxAgeMs, 7 * 24 * 3600_000);
+  assert.is(c.retentionIntervalMs, 60_000);
+  assert.is(c.retentionBatch, 1000);
+});
+
+test('the API token and allowed origins are checked and normalised', () => {
+  const c = loadConfig({
+    HOOKY_API_TOKEN: ' 0123456789abcdef0123 ',
+    HOOKY_ALLOWED_ORIGINS: 'https://App.Example.com, http://localhost:5173 ,',
+    HOOKY_RETENTION_MAX_AGE_HOURS: '0',
+  });
+  assert.is(c.apiToken, '0123456789abcdef0123');
+  assert.equal(c.allowedOrigins, ['https://app.example.com', 'http://localhost:5173']);
+  assert.ok(Object.isFrozen(c.allowedOrigins));
+  assert.is(c.retentionMaxAgeMs, 0);
+  for (const [key, value] of [
+    ['HOOKY_API_TOKEN', 'short'],
+    ['HOOKY_API_TOKEN', 'has spaces in it, 0123456789'],
+    ['HOOKY_API_TOKEN', 'slash/and=equals0123456789'],
+    ['HOOKY_ALLOWED_ORIGINS', 'https://app.example.com/path'],
+    ['HOOKY_ALLOWED_ORIGINS', 'app.example.com'],
+    ['HOOKY_ALLOWED_ORIGINS', ' , '],
+    ['HOOKY_MAX_CONNECTIONS', '0'],
+  ] as const) {
+    assert.throws(() => loadConfig({ [key]: value }), (e: unknown) => e instanceof ConfigError && e.message.includes(key), `${key}=${value}`);
+  }
+});
+
 test('values are parsed and the result is frozen', () => {
   const c = loadConfig({
     PORT: '0',

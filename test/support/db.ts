@@ -1,8 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEmbedded, type Embedded } from '../../src/db/embedded.js';
 import { createLogger } from '../../src/log.js';
+import postgres from 'postgres';
 
 let embedded: Promise<Embedded> | undefined;
 let tempDir: string | undefined;
@@ -27,4 +29,24 @@ export async function stopTestDatabase(): Promise<void> {
   await (await embedded).stop();
   if (tempDir) rmSync(tempDir, { recursive: true, force: true });
   embedded = undefined;
+}
+
+/**
+ * A database of its own on the test cluster, for a test whose server acts on every row it can
+ * see (retention): the shared test database may hold other runs' data, even other engineers'.
+ */
+export async function scratchDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const base = await testDatabaseUrl();
+  const name = `hooky_scratch_${randomBytes(6).toString('hex')}`;
+  const admin = postgres(base, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  const u = new URL(base);
+  u.pathname = `/${name}`;
+  return {
+    url: u.toString(),
+    async drop() {
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    },
+  };
 }

@@ -13,7 +13,8 @@ const mainTs = new URL('../../src/main.ts', import.meta.url).pathname;
 /** Starts `src/main.ts` as its own process and waits for its "listening" line. */
 export function spawnMain(env: Record<string, string>, timeoutMs = 30_000): Promise<Running> {
   const child = spawn(process.execPath, ['--import', 'tsx', mainTs], {
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', HOOKY_LOG_LEVEL: 'info', ...env },
+    // Retention is off unless a test turns it on: on a shared database it would delete other runs' rows.
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', HOOKY_LOG_LEVEL: 'info', HOOKY_RETENTION_MAX_REQUESTS: '0', HOOKY_RETENTION_MAX_AGE_HOURS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -21,7 +22,11 @@ export function spawnMain(env: Record<string, string>, timeoutMs = 30_000): Prom
   child.stderr!.on('data', (d) => (out += d));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no listening line within ${timeoutMs} ms:\n${out}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      // Not left running behind a failed test.
+      child.kill('SIGKILL');
+      reject(new Error(`no listening line within ${timeoutMs} ms:\n${out}`));
+    }, timeoutMs);
     const onData = () => {
       const m = /hooky listening on (http:\/\/\S+)/.exec(out);
       if (!m) return;

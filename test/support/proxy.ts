@@ -1,47 +1,72 @@
 import { createServer, connect, type Socket } from 'node:net';
 
 /**
- * A TCP proxy to stand between hooky and Postgres, so a test can take the database away
- * (`cut`: every connection dropped and new ones refused) and give it back (`restore`).
+ * A TCP proxy to stand between hooky and Postgres, so a test can take the database away:
+ * `cut` (every connection dropped and the port closed, so new ones are refused as when
+ * Postgres is down), `stall`
+ * (connections stay open but nothing flows either way, as in a network partition) and
+ * `restore`. `retarget` points new connections at another port, for a database that came back
+ * somewhere else.
  */
 export async function startProxy(targetHost: string, targetPort: number) {
   const sockets = new Set<Socket>();
-  let up = true;
+  let mode: 'up' | 'cut' | 'stalled' = 'up';
+  let port = targetPort;
   const server = createServer((client) => {
-    if (!up) return client.destroy();
-    const upstream = connect(targetPort, targetHost);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => client.destroy());
+    if (mode === 'stalled') return; // accepted, never answered
+    const upstream = connect(port, targetHost);
+    sockets.add(upstream);
+    upstream.on('close', () => {
+      sockets.delete(upstream);
+      client.destroy();
+    });
+    upstream.on('error', () => upstream.destroy());
+    client.on('close', () => upstream.destroy());
     client.pipe(upstream).pipe(client);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
+  const listenPort = (server.address() as { port: number }).port;
+  const dropAll = () => {
+    for (const s of sockets) s.destroy();
+  };
   return {
-    port,
+    port: listenPort,
     /** A postgres:// URL like `url` but pointing at this proxy. */
     via(url: string) {
       const u = new URL(url);
       u.hostname = '127.0.0.1';
-      u.port = String(port);
+      u.port = String(listenPort);
       return u.toString();
     },
     cut() {
-      up = false;
-      for (const s of sockets) s.destroy();
+      mode = 'cut';
+      server.close();
+      dropAll();
     },
-    restore() {
-      up = true;
+    stall() {
+      mode = 'stalled';
+      for (const s of sockets) {
+        s.unpipe();
+        s.pause();
+      }
+    },
+    /** Back to forwarding; connections held by a stall are dropped, as TCP would in the end. */
+    async restore() {
+      if (mode === 'stalled') dropAll();
+      if (mode === 'cut') await new Promise<void>((r) => server.listen(listenPort, '127.0.0.1', r));
+      mode = 'up';
+    },
+    retarget(newPort: number) {
+      port = newPort;
     },
     close: () =>
       new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
+        dropAll();
+        if (server.listening) server.close(() => r());
+        else r();
       }),
   };
 }

@@ -18,6 +18,9 @@ export async function startServer(env: Record<string, string> = {}): Promise<Tes
     PORT: '0',
     HOST: '127.0.0.1',
     HOOKY_SHUTDOWN_TIMEOUT_MS: '5000',
+    // Off unless a test turns it on: on a shared database it would delete other runs' rows.
+    HOOKY_RETENTION_MAX_REQUESTS: '0',
+    HOOKY_RETENTION_MAX_AGE_HOURS: '0',
     ...env,
   });
   const server = await createServer(config, createLogger(process.env.HOOKY_TEST_LOG === '1' ? 'debug' : 'silent'));

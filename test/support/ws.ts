@@ -21,9 +21,9 @@ export interface TestClient {
   close(): Promise<void>;
 }
 
-export function openClient(url: string, protocols: string | string[] = 'hooky.v1'): Promise<TestClient> {
+export function openClient(url: string, protocols: string | string[] = 'hooky.v1', options: WebSocket.ClientOptions = {}): Promise<TestClient> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, protocols);
+    const ws = new WebSocket(url, protocols, options);
     const queue: Frame[] = [];
     const frames: Frame[] = [];
     let waiters: { event: string; resolve: (f: Frame) => void }[] = [];
@@ -42,7 +42,7 @@ export function openClient(url: string, protocols: string | string[] = 'hooky.v1
     ws.on('unexpected-response', (_req, res) => {
       let body = '';
       res.on('data', (c: Buffer) => (body += c));
-      res.on('end', () => reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { status: res.statusCode, body })));
+      res.on('end', () => reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { status: res.statusCode, body, headers: res.headers })));
     });
     ws.on('error', reject);
     ws.on('open', () => {

@@ -1,0 +1,196 @@
+import { randomBytes } from 'node:crypto';
+import postgres from 'postgres';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { requestIdPattern } from '../src/protocol.js';
+import { uuidAt } from '../src/retention.js';
+import { scratchDatabase } from './support/db.js';
+import { eventually, figures, metric } from './support/observe.js';
+import { createWebhook, startServer } from './support/server.js';
+
+const hour = 3600_000;
+
+/**
+ * A UUIDv7 made at `ms`. Not newRequestId: that one is monotonic for the whole process, so asked
+ * for a past millisecond it answers with the current one (and asked for a future one, it would
+ * move every later id of this test run there).
+ */
+function uuidV7(ms: number): string {
+  const t = ms.toString(16).padStart(12, '0');
+  const r = randomBytes(10).toString('hex');
+  return `${t.slice(0, 8)}-${t.slice(8)}-7${r.slice(0, 3)}-${'89ab'[parseInt(r[3]!, 16) & 3]}${r.slice(4, 7)}-${r.slice(7, 19)}`;
+}
+
+// --- uuidAt ------------------------------------------------------------------------------
+
+const ids = suite('retention: uuidAt');
+
+ids('sorts above every request id made before the millisecond, below every one made at or after it', () => {
+  const ms = Date.UTC(2030, 0, 1, 12, 0, 0, 123);
+  const cutoff = uuidAt(ms);
+  assert.is(cutoff, `${ms.toString(16).padStart(12, '0').slice(0, 8)}-${ms.toString(16).slice(-4)}-0000-0000-000000000000`);
+  for (let i = 0; i < 100; i++) {
+    const [before, at, after] = [uuidV7(ms - 1), uuidV7(ms), uuidV7(ms + 1)];
+    assert.match(at, requestIdPattern);
+    assert.ok(before < cutoff, before);
+    assert.ok(at > cutoff, at);
+    assert.ok(after > cutoff, after);
+  }
+  assert.is(uuidAt(-5), '00000000-0000-0000-0000-000000000000');
+});
+
+ids.run();
+
+// --- The job, on a server ------------------------------------------------------------------
+
+interface Ctx {
+  sql: postgres.Sql;
+  db: Awaited<ReturnType<typeof scratchDatabase>>;
+}
+// Retention deletes across the whole database: these tests get one of their own.
+const job = suite<Ctx>('retention: background job', {} as never);
+job.before(async (ctx) => {
+  ctx.db = await scratchDatabase();
+  ctx.sql = postgres(ctx.db.url, { max: 2, onnotice: () => {} });
+});
+job.after(async (ctx) => {
+  await ctx.sql.end();
+  await ctx.db.drop();
+});
+
+const idsOf = async (sql: postgres.Sql, webhookId: string) =>
+  (await sql<{ id: string }[]>`select id::text as id from requests where webhook_id = ${webhookId} order by id`).map((r) => r.id);
+
+/** Rows made `ageMs` ago, straight into the table, as if captured then. */
+async function seed(sql: postgres.Sql, webhookId: string, n: number, ageMs: number): Promise<void> {
+  const t = Date.now() - ageMs;
+  const rowIds = Array.from({ length: n }, (_, i) => uuidV7(t + i));
+  for (let i = 0; i < n; i += 10_000) {
+    const chunk = rowIds.slice(i, i + 10_000);
+    await sql`insert into requests (id, webhook_id, payload)
+      select id, ${webhookId}, '{"seeded":true}'::json from unnest(${chunk}::uuid[]) as t (id)`;
+  }
+}
+
+job('keeps the newest HOOKY_RETENTION_MAX_REQUESTS requests of each webhook', async (ctx) => {
+  const s = await startServer({
+    DATABASE_URL: ctx.db.url,
+    HOOKY_RETENTION_MAX_REQUESTS: '5',
+    HOOKY_RETENTION_MAX_AGE_HOURS: '0',
+    HOOKY_RETENTION_INTERVAL_MS: '50',
+    HOOKY_RETENTION_BATCH: '2',
+  });
+  try {
+    const busy = await createWebhook(s.url);
+    const quiet = await createWebhook(s.url);
+    const acked: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      acked.push(((await (await fetch(`${s.url}/h/${busy.id}`, { method: 'POST', body: String(i) })).json()) as { id: string }).id);
+    }
+    for (let i = 0; i < 3; i++) await fetch(`${s.url}/h/${quiet.id}`, { method: 'POST', body: 'q' });
+    await eventually(async () => (await idsOf(ctx.sql, busy.id)).length === 5, 5000, 'trimmed to 5');
+    assert.equal(await idsOf(ctx.sql, busy.id), acked.slice(-5), 'the newest five are kept');
+    assert.is((await idsOf(ctx.sql, quiet.id)).length, 3, 'a webhook under the limit is left alone');
+    assert.ok((await metric(s.url, 'hooky_retention_deleted_total{rule="max_requests"}')) >= 7);
+    // Later writes are trimmed by later passes too.
+    for (let i = 0; i < 4; i++) acked.push(((await (await fetch(`${s.url}/h/${busy.id}`, { method: 'POST' })).json()) as { id: string }).id);
+    await eventually(async () => (await idsOf(ctx.sql, busy.id))[0] === acked[acked.length - 5], 5000, 'trimmed again');
+    assert.equal(await idsOf(ctx.sql, busy.id), acked.slice(-5));
+  } finally {
+    await s.close();
+  }
+});
+
+job('deletes the requests older than HOOKY_RETENTION_MAX_AGE_HOURS; newer ones stay', async (ctx) => {
+  const s = await startServer({
+    DATABASE_URL: ctx.db.url,
+    HOOKY_RETENTION_MAX_REQUESTS: '0',
+    HOOKY_RETENTION_MAX_AGE_HOURS: '1',
+    HOOKY_RETENTION_INTERVAL_MS: '50',
+    HOOKY_RETENTION_BATCH: '7',
+  });
+  try {
+    const { id } = await createWebhook(s.url);
+    await seed(ctx.sql, id, 30, 2 * hour);
+    await seed(ctx.sql, id, 4, 0.5 * hour);
+    const fresh = ((await (await fetch(`${s.url}/h/${id}`, { method: 'POST' })).json()) as { id: string }).id;
+    await eventually(async () => (await idsOf(ctx.sql, id)).length === 5, 5000, 'old rows gone');
+    const left = await idsOf(ctx.sql, id);
+    assert.is(left[4], fresh);
+    const cutoff = uuidAt(Date.now() - hour);
+    for (const r of left) assert.ok(r > cutoff, `${r} is younger than an hour`);
+    assert.ok((await metric(s.url, 'hooky_retention_deleted_total{rule="max_age"}')) >= 30);
+  } finally {
+    await s.close();
+  }
+});
+
+job('a large backlog is deleted in batches while captures go on unhindered', async (ctx) => {
+  const s = await startServer({
+    DATABASE_URL: ctx.db.url,
+    HOOKY_RETENTION_MAX_REQUESTS: '0',
+    HOOKY_RETENTION_MAX_AGE_HOURS: '1',
+    HOOKY_RETENTION_INTERVAL_MS: '10',
+    HOOKY_RETENTION_BATCH: '500',
+  });
+  try {
+    const old = await createWebhook(s.url);
+    const live = await createWebhook(s.url);
+    const backlog = 50_000;
+    await seed(ctx.sql, old.id, backlog, 3 * hour);
+    const deleted = () => metric(s.url, 'hooky_retention_deleted_total{rule="max_age"}');
+    await eventually(async () => (await deleted()) > 0, 5000, 'retention started');
+    const t0 = Date.now();
+    let captured = 0;
+    let slowest = 0;
+    let duringDeletion = 0;
+    // Ten senders capture for as long as the backlog is being deleted.
+    await Promise.all(
+      Array.from({ length: 10 }, async () => {
+        while ((await deleted()) < backlog && Date.now() - t0 < 30_000) {
+          const start = Date.now();
+          const res = await fetch(`${s.url}/h/${live.id}`, { method: 'POST', body: 'x' });
+          assert.is(res.status, 200);
+          await res.arrayBuffer();
+          slowest = Math.max(slowest, Date.now() - start);
+          captured++;
+          if ((await deleted()) < backlog) duringDeletion++;
+        }
+      }),
+    );
+    const tookMs = Date.now() - t0;
+    assert.is(await deleted(), backlog, 'the whole backlog went');
+    assert.is((await idsOf(ctx.sql, old.id)).length, 0);
+    assert.is((await idsOf(ctx.sql, live.id)).length, captured, 'every capture is stored');
+    assert.ok(duringDeletion >= 10, `captures answered while deleting: ${duringDeletion}`);
+    // A DELETE holding a table lock, or the pool, would stall captures for the whole backlog.
+    assert.ok(slowest < 1000, `slowest capture ${slowest} ms`);
+    figures('retention backlog', { backlog, deletionMs: tookMs, captured, duringDeletion, slowestCaptureMs: slowest });
+  } finally {
+    await s.close();
+  }
+});
+
+job('shutdown stops the job: no DELETE runs after close', async (ctx) => {
+  const s = await startServer({
+    DATABASE_URL: ctx.db.url,
+    HOOKY_RETENTION_MAX_REQUESTS: '0',
+    HOOKY_RETENTION_MAX_AGE_HOURS: '1',
+    HOOKY_RETENTION_INTERVAL_MS: '10',
+    HOOKY_RETENTION_BATCH: '100',
+  });
+  const { id } = await createWebhook(s.url);
+  try {
+    await seed(ctx.sql, id, 20_000, 3 * hour);
+    await eventually(async () => (await metric(s.url, 'hooky_retention_deleted_total{rule="max_age"}')) > 0, 5000, 'retention started');
+  } finally {
+    await s.close();
+  }
+  const left = (await idsOf(ctx.sql, id)).length;
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(left > 0, 'closed mid-backlog');
+  assert.is((await idsOf(ctx.sql, id)).length, left, 'nothing deleted after close');
+  await ctx.sql`delete from requests where webhook_id = ${id}`;
+});
+
+job.run();
