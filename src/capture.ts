@@ -12,7 +12,8 @@ import type { Writer } from './writer.js';
 
 export interface CaptureOptions {
   maxBodyBytes: number;
-  trustProxy: boolean;
+  /** Proxies in front of hooky that append to X-Forwarded-For; 0: the header is ignored. */
+  trustProxy: number;
   maxHeaders: number;
   maxHeaderBytes: number;
 }
@@ -97,7 +98,7 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
       path: url.slice(3 + webhookId.length) || '/',
       headers,
       rawQuery: req.getQuery() ?? '',
-      sourceIp: (opts.trustProxy && forwardedFor(headers['x-forwarded-for'])) || remoteAddress(res),
+      sourceIp: (opts.trustProxy > 0 && forwardedFor(headers['x-forwarded-for'], opts.trustProxy)) || remoteAddress(res),
     };
     // Looked up while the body streams in; usually answered from the cache at once.
     const found = webhookIdPattern.test(webhookId) ? webhooks.find(webhookId) : undefined;
@@ -117,9 +118,13 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
   app.any('/h/:id/*', capture);
 }
 
-/** The client as the first proxy saw it: the left-most X-Forwarded-For entry. */
-function forwardedFor(header: string | undefined): string | undefined {
+/**
+ * The client as the outermost trusted proxy saw it. Each proxy appends the address it received
+ * the request from, so with `hops` proxies the entry `hops` from the right is the one the first
+ * of them wrote; anything left of it came from the sender and could be forged.
+ */
+function forwardedFor(header: string | undefined, hops: number): string | undefined {
   if (!header) return undefined;
-  const first = header.split(',', 1)[0]!.trim();
-  return first === '' ? undefined : first;
+  const entries = header.split(',').map((e) => e.trim()).filter((e) => e !== '');
+  return entries[Math.max(0, entries.length - hops)];
 }

@@ -23,6 +23,15 @@ const bool = (fallback: boolean) =>
     v.transform((s) => s === 'true' || s === '1' || s === 'yes'),
   );
 
+/** false/0: ignore X-Forwarded-For; true/1: one proxy in front; N: a chain of N proxies. */
+const proxyHops = v.pipe(
+  v.optional(v.string(), 'false'),
+  v.trim(),
+  v.toLowerCase(),
+  v.regex(/^(true|false|yes|no|\d{1,2})$/, 'must be true, false or a number of proxies'),
+  v.transform((s) => (s === 'true' || s === 'yes' ? 1 : s === 'false' || s === 'no' ? 0 : Number(s))),
+);
+
 const optionalText = v.pipe(
   v.optional(v.string(), ''),
   v.trim(),
@@ -70,7 +79,7 @@ export const EnvSchema = v.object({
   HOOKY_DATA_DIR: v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty('must not be empty')), './.hooky'),
   HOOKY_PUBLIC_URL: publicUrl, // base of a webhook's `url`; default http://localhost:<port>
   HOOKY_LOG_LEVEL: v.optional(v.picklist(['debug', 'info', 'warn', 'error', 'silent']), 'info'),
-  HOOKY_TRUST_PROXY: bool(false), // take sourceIp from X-Forwarded-For
+  HOOKY_TRUST_PROXY: proxyHops, // proxies in front whose X-Forwarded-For entries are trusted: false, true (= 1) or a count
   HOOKY_MAX_BODY_BYTES: int(10 * MiB, 0, 1024 * MiB), // 10 MiB per captured body
   HOOKY_MAX_API_BODY_BYTES: int(1 * MiB, 1 * KiB, 64 * MiB), // 1 MiB per REST request body
   HOOKY_MAX_WS_PAYLOAD: int(64 * KiB, 256, 16 * MiB), // 64 KiB per client frame; larger closes with 1009
@@ -94,6 +103,7 @@ export const EnvSchema = v.object({
   HOOKY_QUEUE_MAX_BYTES: int(256 * MiB, 1 * MiB, 16384 * MiB), // captures waiting for the writer; past it: 503
   HOOKY_PG_POOL_SIZE: int(10, 2, 200), // connections to PostgreSQL
   HOOKY_SHUTDOWN_TIMEOUT_MS: int(10_000, 0, 600_000), // longest wait for in-flight work on SIGTERM
+  HOOKY_SETTLE_TIMEOUT_MS: int(5_000, 0, 600_000), // how long to find out whether a batch cut off mid-commit was stored
 });
 
 type Env = v.InferOutput<typeof EnvSchema>;
@@ -105,7 +115,8 @@ export interface Config {
   readonly dataDir: string;
   readonly publicUrl: string | undefined;
   readonly logLevel: Env['HOOKY_LOG_LEVEL'];
-  readonly trustProxy: boolean;
+  /** How many proxies in front append to X-Forwarded-For; 0 ignores the header. */
+  readonly trustProxy: number;
   readonly maxBodyBytes: number;
   readonly maxApiBodyBytes: number;
   readonly maxWsPayload: number;
@@ -133,6 +144,7 @@ export interface Config {
   readonly queueMaxBytes: number;
   readonly pgPoolSize: number;
   readonly shutdownTimeoutMs: number;
+  readonly settleTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -185,5 +197,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     queueMaxBytes: e.HOOKY_QUEUE_MAX_BYTES,
     pgPoolSize: e.HOOKY_PG_POOL_SIZE,
     shutdownTimeoutMs: e.HOOKY_SHUTDOWN_TIMEOUT_MS,
+    settleTimeoutMs: e.HOOKY_SETTLE_TIMEOUT_MS,
   });
 }

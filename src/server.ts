@@ -60,7 +60,12 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   const realtime = createRealtime(app, config, { auth, store, webhooks, metrics, log, isDraining });
   const writer = createWriter(
     store,
-    { maxRows: config.batchMaxRows, maxBytes: config.batchMaxBytes, queueMaxBytes: config.queueMaxBytes },
+    {
+      maxRows: config.batchMaxRows,
+      maxBytes: config.batchMaxBytes,
+      queueMaxBytes: config.queueMaxBytes,
+      settleTimeoutMs: config.settleTimeoutMs,
+    },
     metrics,
     log,
     (rows) => {

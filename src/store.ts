@@ -88,6 +88,12 @@ export function createStore(sql: Sql) {
       return { count: result.length, ids: new Set(result.map((r) => r.id)) };
     },
 
+    /** Which of these request ids are stored. */
+    async storedIds(ids: readonly string[]): Promise<Set<string>> {
+      const rows = await sql<{ id: string }[]>`select id::text as id from requests where id = any(${ids as string[]}::uuid[])`;
+      return new Set(rows.map((r) => r.id));
+    },
+
     /** Newest first, `before` exclusive; one extra row tells whether there is a next page. */
     async listRequests(webhookId: string, limit: number, before: string | undefined): Promise<{ json: string[]; next: string | null }> {
       const rows = await sql<{ id: string; payload: string }[]>`

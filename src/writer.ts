@@ -1,3 +1,4 @@
+import postgres from 'postgres';
 import { HttpError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -7,6 +8,10 @@ export interface WriterOptions {
   maxRows: number;
   maxBytes: number;
   queueMaxBytes: number;
+  /** How long to keep asking whether a batch whose connection broke was committed, ms. */
+  settleTimeoutMs: number;
+  /** Pause between those questions, ms. */
+  settleIntervalMs?: number;
 }
 
 /** `stored`: committed. `gone`: its webhook was deleted before the commit; nothing was stored. */
@@ -28,6 +33,13 @@ interface Waiting {
  * that commits later with a smaller id.
  *
  * `onCommitted` runs after each commit, with the rows stored, in id order.
+ *
+ * A 503 must mean "not stored". When the connection breaks after the INSERT was sent, the batch
+ * may have committed (the backend finishes a statement it has received, and a COMMIT whose answer
+ * is lost is still a commit). Such a batch is *settled*: once Postgres answers again, the ids it
+ * holds are stored ones (2xx) and the others were not (503). While a batch is being settled the
+ * writer takes no new rows (503 at once: storage is unavailable), so commit order stays id order.
+ * Only a batch still unsettled when settleTimeoutMs runs out gets a 503 that may hide a row.
  */
 export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics, log: Logger, onCommitted: (rows: PendingRow[]) => void) {
   let queue: Waiting[] = [];
@@ -36,6 +48,7 @@ export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics
   let closed = false;
   let idle: (() => void) | undefined;
   let healthy = true;
+  let settling = false;
 
   function take(): Waiting[] {
     let n = 0;
@@ -56,30 +69,61 @@ export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics
     const batch = take();
     const rows = batch.map((w) => w.row);
     metrics.batchSize.observe(rows.length);
-    let result: Awaited<ReturnType<Store['insertRequests']>> | undefined;
+    // Ids stored; `settled`: found by asking after a broken connection, where a missing row means
+    // "not stored" (503) rather than "webhook deleted" (404).
+    let stored: { ids: Set<string> | undefined; settled: boolean } | undefined;
     try {
-      result = await store.insertRequests(rows);
+      const { count, ids } = await store.insertRequests(rows);
       healthy = true;
+      stored = { ids: count === rows.length ? undefined : (ids ?? new Set()), settled: false };
     } catch (err) {
       healthy = false;
       metrics.batchFailures.inc();
-      log.error('batch insert failed; answering 503', { rows: rows.length, err });
-      const unavailable = new HttpError('storage_unavailable');
-      for (const w of batch) w.reject(unavailable);
+      const ids = mayHaveCommitted(err) ? await settle(rows, err) : undefined;
+      if (ids === undefined) log.error('batch insert failed; answering 503', { rows: rows.length, err });
+      else stored = { ids, settled: true };
     }
-    if (result !== undefined) {
-      const { ids } = result;
-      for (const w of batch) w.resolve(ids === undefined || ids.has(w.row.id) ? 'stored' : 'gone');
-      // The rows are committed whatever happens here: a failure to publish is logged, not a 503.
-      try {
-        if (result.count > 0) onCommitted(ids === undefined ? rows : rows.filter((r) => ids.has(r.id)));
-      } catch (err) {
-        log.error('publishing committed requests failed', { err });
-      }
+    const unavailable = new HttpError('storage_unavailable');
+    const committed = stored === undefined ? [] : stored.ids === undefined ? rows : rows.filter((r) => stored.ids!.has(r.id));
+    for (const w of batch) {
+      if (stored !== undefined && (stored.ids === undefined || stored.ids.has(w.row.id))) w.resolve('stored');
+      else if (stored !== undefined && !stored.settled) w.resolve('gone');
+      else w.reject(unavailable);
+    }
+    // The rows are committed whatever happens here: a failure to publish is logged, not a 503.
+    try {
+      if (committed.length > 0) onCommitted(committed);
+    } catch (err) {
+      log.error('publishing committed requests failed', { err });
     }
     flushing = false;
     if (queue.length > 0) schedule();
     else idle?.();
+  }
+
+  /** Asks until Postgres answers which rows of a batch were committed, or the time is up. */
+  async function settle(rows: PendingRow[], err: unknown): Promise<Set<string> | undefined> {
+    log.warn('connection lost during a batch insert; finding out whether it committed', { rows: rows.length, err });
+    settling = true;
+    const deadline = Date.now() + opts.settleTimeoutMs;
+    try {
+      for (;;) {
+        await new Promise((r) => setTimeout(r, opts.settleIntervalMs ?? 250));
+        try {
+          const ids = await store.storedIds(rows.map((r) => r.id));
+          healthy = true;
+          log.info('batch settled', { rows: rows.length, committed: ids.size });
+          return ids;
+        } catch (again) {
+          if (Date.now() >= deadline) {
+            log.error('could not settle a batch in time: its captures get 503 though some may be stored', { rows: rows.length, err: again });
+            return undefined;
+          }
+        }
+      }
+    } finally {
+      settling = false;
+    }
   }
 
   function schedule() {
@@ -92,6 +136,7 @@ export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics
     /** Resolves once the row is committed; rejects with a 503 HttpError when it cannot be. */
     write(row: PendingRow): Promise<WriteResult> {
       if (closed) return Promise.reject(new HttpError('draining'));
+      if (settling) return Promise.reject(new HttpError('storage_unavailable'));
       if (queuedBytes + row.json.length > opts.queueMaxBytes) {
         return Promise.reject(new HttpError('overloaded'));
       }
@@ -128,3 +173,16 @@ export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics
 }
 
 export type Writer = ReturnType<typeof createWriter>;
+
+/**
+ * False when the INSERT certainly did not commit: the connection was never made, or Postgres
+ * answered with an error (a statement that fails is rolled back). Anything else, a connection
+ * that closed or reset while the statement was out, leaves the outcome unknown.
+ */
+function mayHaveCommitted(err: unknown): boolean {
+  if (err instanceof postgres.PostgresError) return false;
+  const code = (err as { code?: unknown } | null)?.code;
+  return !(typeof code === 'string' && neverSent.has(code));
+}
+
+const neverSent = new Set(['ECONNREFUSED', 'CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'CONNECTION_ENDED']);

@@ -175,13 +175,22 @@ test('sourceIp ignores X-Forwarded-For unless proxies are trusted', async (ctx) 
   const r1 = (await (await fetch(`${ctx.s.url}/h/${id}`, { headers: { 'x-forwarded-for': '203.0.113.9' } })).json()) as { id: string };
   const p1 = (await (await fetch(`${ctx.s.url}/api/webhooks/${id}/requests/${r1.id}`)).json()) as { sourceIp: string };
   assert.is(p1.sourceIp, '127.0.0.1');
-  const trusted = await startServer({ HOOKY_TRUST_PROXY: 'true' });
+  const sourceIp = async (base: string, xff: string) => {
+    const r = (await (await fetch(`${base}/h/${id}`, { headers: { 'x-forwarded-for': xff } })).json()) as { id: string };
+    return ((await (await fetch(`${base}/api/webhooks/${id}/requests/${r.id}`)).json()) as { sourceIp: string }).sourceIp;
+  };
+  // One proxy that appends: the right-most entry is the one it wrote; what the sender put
+  // before it is not believed.
+  const one = await startServer({ HOOKY_TRUST_PROXY: 'true' });
+  const two = await startServer({ HOOKY_TRUST_PROXY: '2' });
   try {
-    const r2 = (await (await fetch(`${trusted.url}/h/${id}`, { headers: { 'x-forwarded-for': '203.0.113.9, 10.0.0.1' } })).json()) as { id: string };
-    const p2 = (await (await fetch(`${trusted.url}/api/webhooks/${id}/requests/${r2.id}`)).json()) as { sourceIp: string };
-    assert.is(p2.sourceIp, '203.0.113.9');
+    assert.is(await sourceIp(one.url, 'forged-by-sender, 203.0.113.9'), '203.0.113.9');
+    assert.is(await sourceIp(one.url, '203.0.113.9'), '203.0.113.9');
+    assert.is(await sourceIp(two.url, 'forged, 203.0.113.9, 10.0.0.1'), '203.0.113.9');
+    assert.is(await sourceIp(two.url, '203.0.113.9'), '203.0.113.9', 'a shorter chain: its left-most entry');
   } finally {
-    await trusted.close();
+    await one.close();
+    await two.close();
   }
 });
 

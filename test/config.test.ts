@@ -12,7 +12,7 @@ test('defaults, with units, when the environment says nothing', () => {
   assert.is(c.dataDir, './.hooky');
   assert.is(c.maxBodyBytes, 10 * 1024 * 1024);
   assert.is(c.wsMaxBuffer, 2 * 10 * 1024 * 1024 + 1024 * 1024);
-  assert.is(c.trustProxy, false);
+  assert.is(c.trustProxy, 0);
   assert.is(c.logLevel, 'info');
 });
 
@@ -64,7 +64,8 @@ test('values are parsed and the result is frozen', () => {
   });
   assert.is(c.port, 0);
   assert.is(c.databaseUrl, 'postgres://u@h/db');
-  assert.is(c.trustProxy, true);
+  assert.is(c.trustProxy, 1);
+  assert.is(loadConfig({ HOOKY_TRUST_PROXY: '2' }).trustProxy, 2);
   assert.is(c.publicUrl, 'https://hooks.example.com');
   assert.is(c.maxRooms, 5);
   assert.ok(Object.isFrozen(c));

@@ -10,7 +10,14 @@ import { createWriter } from '../src/writer.js';
 function fakeStore() {
   const batches: PendingRow[][] = [];
   const gates: { release: (fail?: Error, skip?: Set<string>) => void }[] = [];
+  /** What `storedIds` answers after a broken connection: the committed ids, or an error. */
+  const afterwards: { answer: Set<string> | Error } = { answer: new Error('still down') };
   const store = {
+    async storedIds(ids: readonly string[]) {
+      if (afterwards.answer instanceof Error) throw afterwards.answer;
+      const known = afterwards.answer;
+      return new Set(ids.filter((id) => known.has(id)));
+    },
     insertRequests(rows: readonly PendingRow[]) {
       batches.push([...rows]);
       return new Promise((resolve, reject) => {
@@ -24,12 +31,12 @@ function fakeStore() {
       });
     },
   } as unknown as Store;
-  return { store, batches, gates };
+  return { store, batches, gates, afterwards };
 }
 
 const row = (n: number, size = 10): PendingRow => ({ id: `id-${String(n).padStart(5, '0')}`, webhookId: 'w', json: 'x'.repeat(size) });
 const tick = () => new Promise((r) => setImmediate(r));
-const opts = { maxRows: 100, maxBytes: 1_000_000, queueMaxBytes: 10_000_000 };
+const opts = { maxRows: 100, maxBytes: 1_000_000, queueMaxBytes: 10_000_000, settleTimeoutMs: 200, settleIntervalMs: 5 };
 const log = createLogger('silent');
 
 const test = suite('writer');
@@ -73,7 +80,7 @@ test('a failed insert rejects its batch with 503 and the writer recovers', async
   const w = createWriter(store, opts, metrics, log, () => {});
   const a = w.write(row(1));
   await tick();
-  gates[0]!.release(new Error('connection refused'));
+  gates[0]!.release(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
   const err = await a.catch((e: unknown) => e);
   assert.instance(err, HttpError);
   assert.is((err as HttpError).status, 503);
@@ -84,6 +91,40 @@ test('a failed insert rejects its batch with 503 and the writer recovers', async
   assert.is(await b, 'stored');
   assert.is(w.healthy, true);
   assert.is(metrics.batchFailures.value, 1);
+});
+
+test('a connection lost mid-insert is settled: committed rows answer stored, the others 503', async () => {
+  const { store, gates, afterwards } = fakeStore();
+  const published: string[] = [];
+  const w = createWriter(store, opts, createMetrics(), log, (rows) => published.push(...rows.map((r) => r.id)));
+  const p = [w.write(row(1)), w.write(row(2))];
+  await tick();
+  gates[0]!.release(Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' }));
+  await tick();
+  // While it is being settled, new captures are refused at once rather than queued.
+  const during = (await w.write(row(3)).catch((e: unknown) => e)) as HttpError;
+  assert.is(during.code, 'storage_unavailable');
+  afterwards.answer = new Set(['id-00001']);
+  const [a, b] = await Promise.allSettled(p);
+  assert.equal(a, { status: 'fulfilled', value: 'stored' });
+  assert.is(b!.status, 'rejected');
+  assert.is(((b as PromiseRejectedResult).reason as HttpError).status, 503);
+  assert.equal(published, ['id-00001'], 'the committed row is still published');
+  // And the writer takes rows again.
+  const next = w.write(row(4));
+  await tick();
+  gates[1]!.release();
+  assert.is(await next, 'stored');
+});
+
+test('a batch that cannot be settled in time answers 503', async () => {
+  const { store, gates } = fakeStore();
+  const w = createWriter(store, { ...opts, settleTimeoutMs: 30 }, createMetrics(), log, () => {});
+  const p = w.write(row(1));
+  await tick();
+  gates[0]!.release(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
+  const err = (await p.catch((e: unknown) => e)) as HttpError;
+  assert.is(err.code, 'storage_unavailable');
 });
 
 test('rows whose webhook vanished resolve "gone" and are not published', async () => {
