@@ -87,7 +87,8 @@ export function readBody(ex: Exchange, declaredLength: string, limit: number, do
     return;
   }
   // With a Content-Length (the usual case) the body is copied once into a buffer of its size.
-  let buf = declared > 0 ? Buffer.allocUnsafe(declared) : undefined;
+  // Only up to preallocMax: a client must not make us reserve 10 MiB with a header alone.
+  let buf = declared > 0 && declared <= preallocMax ? Buffer.allocUnsafe(declared) : undefined;
   let chunks: Buffer[] | undefined;
   let size = 0;
   ex.res.onData((ab, isLast) => {
@@ -110,6 +111,8 @@ export function readBody(ex: Exchange, declaredLength: string, limit: number, do
     else done(buf === undefined ? Buffer.alloc(0) : buf.subarray(0, size));
   });
 }
+
+const preallocMax = 1024 * 1024;
 
 function tooLarge(ex: Exchange, limit: number) {
   sendError(ex, new HttpError('payload_too_large', `The body is larger than the limit of ${limit} bytes`, { limit }), true);

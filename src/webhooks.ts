@@ -1,30 +1,59 @@
 import type { Store, Webhook } from './store.js';
 
 const maxEntries = 100_000;
+const maxMisses = 10_000;
+// How long "no such webhook" is believed. A webhook created through this instance is known at
+// once; one created through another instance sharing the database can 404 here for this long.
+const missTtlMs = 1000;
 
 /**
  * Known webhooks, cached so the capture hot path rarely asks Postgres whether an id exists.
- * Only hits are cached: a webhook created by another instance is found on first use. Deleting
- * through `forget` keeps this instance from accepting captures for a webhook that is gone.
+ * Misses are remembered briefly and concurrent lookups of one id share a query, so a flood of
+ * captures or joins for unknown ids costs Postgres about one query per id per second.
+ * Deleting through `forget` keeps this instance from accepting captures for a webhook that is gone.
  */
 export function createWebhookCache(store: Store) {
   const known = new Map<string, Webhook>();
+  const missed = new Map<string, number>(); // id → when the miss stops being believed
+  const inFlight = new Map<string, Promise<Webhook | undefined>>();
 
   const remember = (w: Webhook) => {
+    missed.delete(w.id);
     if (known.size >= maxEntries) known.delete(known.keys().next().value!);
     known.set(w.id, w);
   };
 
+  const lookup = (id: string) => {
+    const query = store.getWebhook(id).then(
+      (w) => {
+        inFlight.delete(id);
+        if (w) remember(w);
+        else {
+          if (missed.size >= maxMisses) missed.delete(missed.keys().next().value!);
+          missed.set(id, Date.now() + missTtlMs);
+        }
+        return w;
+      },
+      (err: unknown) => {
+        inFlight.delete(id);
+        throw err;
+      },
+    );
+    inFlight.set(id, query);
+    return query;
+  };
+
   return {
-    /** The webhook, synchronously when cached. */
-    find(id: string): Webhook | Promise<Webhook | undefined> {
-      return (
-        known.get(id) ??
-        store.getWebhook(id).then((w) => {
-          if (w) remember(w);
-          return w;
-        })
-      );
+    /** The webhook, synchronously when cached; undefined when it does not exist. */
+    find(id: string): Webhook | undefined | Promise<Webhook | undefined> {
+      const hit = known.get(id);
+      if (hit) return hit;
+      const until = missed.get(id);
+      if (until !== undefined) {
+        if (until > Date.now()) return undefined;
+        missed.delete(id);
+      }
+      return inFlight.get(id) ?? lookup(id);
     },
     remember,
     forget(id: string): void {
