@@ -68,7 +68,10 @@ connect('connection established: the first frame is "connected" with the id and 
 
 connect('connection with an unsupported protocol is refused with 400 and the error', async (ctx) => {
   const err = await openClient(ctx.s.wsUrl, ['graphql-ws', 'chat']).then(
-    () => assert.unreachable('upgrade accepted'),
+    (): never => {
+      assert.unreachable('upgrade accepted');
+      throw new Error('unreachable');
+    },
     (e: { status: number; body: string }) => e,
   );
   assert.is(err.status, 400);
@@ -80,7 +83,10 @@ connect('connection with an unsupported protocol is refused with 400 and the err
 
 connect('connection without any subprotocol is refused with 400 unsupported_protocol', async (ctx) => {
   const err = await openClient(ctx.s.wsUrl, []).then(
-    () => assert.unreachable('upgrade accepted'),
+    (): never => {
+      assert.unreachable('upgrade accepted');
+      throw new Error('unreachable');
+    },
     (e: { status: number; body: string }) => e,
   );
   assert.is(err.status, 400);
