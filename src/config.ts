@@ -64,6 +64,7 @@ export const EnvSchema = v.object({
   HOOKY_QUEUE_MAX_BYTES: int(256 * MiB, 1 * MiB, 16384 * MiB), // captures waiting for the writer; past it: 503
   HOOKY_PG_POOL_SIZE: int(10, 2, 200), // connections to PostgreSQL
   HOOKY_SHUTDOWN_TIMEOUT_MS: int(10_000, 0, 600_000), // longest wait for in-flight work on SIGTERM
+  HOOKY_BENCH_NOOP: bool(false), // benchmarks only: ANY /bench/noop reads the body and answers 200, storing nothing
 });
 
 type Env = v.InferOutput<typeof EnvSchema>;
@@ -88,6 +89,7 @@ export interface Config {
   readonly queueMaxBytes: number;
   readonly pgPoolSize: number;
   readonly shutdownTimeoutMs: number;
+  readonly benchNoop: boolean;
 }
 
 export class ConfigError extends Error {
@@ -129,5 +131,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     queueMaxBytes: e.HOOKY_QUEUE_MAX_BYTES,
     pgPoolSize: e.HOOKY_PG_POOL_SIZE,
     shutdownTimeoutMs: e.HOOKY_SHUTDOWN_TIMEOUT_MS,
+    benchNoop: e.HOOKY_BENCH_NOOP,
   });
 }
