@@ -1,0 +1,86 @@
+/**
+ * capture: autocannon (its own process), 100 connections, 10 s after a 3 s warm-up, POST a 1 KB
+ * JSON body to a capture URL. Reference, same run, same app: the same load on ANY /bench/noop,
+ * which reads the body and answers 200 without storing it (HOOKY_BENCH_NOOP=1).
+ * lost = 2xx answers whose request id is not in Postgres (must be 0).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runCannon, type CannonResult } from './support/cannon.js';
+import { createWebhooks, jsonBody, sleep } from './support/http.js';
+import { cpuOfCommand, startHooky, type Target } from './support/proc.js';
+import { progress, progressDone } from './support/progress.js';
+import { fmt, result, type BenchContext, type ScenarioResult } from './support/report.js';
+
+export const connections = 100;
+export const duration = 10;
+const warmup = 3;
+const body = jsonBody(1024, { event: 'invoice.paid', amount: 4200 });
+export const postgresCommand = /(^|\/)postgres(:|\0)/;
+
+interface Measured extends CannonResult {
+  serverCpu: number;
+  postgresCpu: number;
+}
+
+/** Runs one autocannon pass and the CPU each side used meanwhile. */
+export async function measure(label: string, server: Target, paths: string[], seconds: number, idsFile?: string): Promise<Measured> {
+  const cpu0 = server.cpu();
+  const pg0 = cpuOfCommand(postgresCommand);
+  const r = await runCannon({ url: server.url, paths, body, connections, duration: seconds, ...(idsFile ? { idsFile } : {}) }, (s, n) =>
+    progress(`  ${label}  ${s}/${seconds} s  ${fmt.int(n)} req/s`),
+  );
+  return { ...r, serverCpu: server.cpu() - cpu0, postgresCpu: cpuOfCommand(postgresCommand) - pg0 };
+}
+
+export async function run(ctx: BenchContext): Promise<ScenarioResult> {
+  const started = Date.now();
+  const server = await startHooky({ databaseUrl: ctx.databaseUrl, cpuProfDir: ctx.profileDir });
+  try {
+    const hook = `bench-capture-${Date.now().toString(36)}`;
+    await createWebhooks(server.url, [`${hook}-warm`, hook]);
+
+    await measure('no-op warm-up', server, ['/bench/noop'], warmup);
+    const noop = await measure('no-op', server, ['/bench/noop'], duration);
+    await measure('capture warm-up', server, [`/h/${hook}-warm`], warmup);
+    const idsFile = join(ctx.tmpDir, 'capture-ids.txt');
+    const cap = await measure('capture', server, [`/h/${hook}`], duration, idsFile);
+    progressDone();
+
+    // Every 2xx was committed before it was sent; requests still in flight when autocannon
+    // stopped may commit a moment later, so wait before counting.
+    await sleep(1000);
+    const ids = readFileSync(idsFile, 'utf8').split('\n').filter(Boolean);
+    const [{ rows }] = await ctx.sql<[{ rows: number }]>`select count(*)::int as rows from requests where webhook_id = ${hook}`;
+    let found = 0;
+    for (let i = 0; i < ids.length; i += 50_000) {
+      const chunk = ids.slice(i, i + 50_000);
+      const [r] = await ctx.sql<[{ n: number }]>`select count(*)::int as n from requests where id = any(${chunk}::uuid[])`;
+      found += r.n;
+    }
+    const lost = cap.twoxx - found;
+    const ratio = cap.rps / noop.rps;
+
+    return result(
+      'capture',
+      started,
+      [
+        { metric: 'req/s', hooky: fmt.int(cap.rps), reference: fmt.int(noop.rps), target: `≥ 0.5 × reference (${fmt.ratio(ratio)})`, met: ratio >= 0.5 },
+        { metric: 'latency p50', hooky: fmt.ms(cap.latency.p50), reference: fmt.ms(noop.latency.p50), target: '', met: null },
+        { metric: 'latency p99', hooky: fmt.ms(cap.latency.p99), reference: fmt.ms(noop.latency.p99), target: '', met: null },
+        { metric: 'non-2xx + errors', hooky: fmt.int(cap.non2xx + cap.errors + cap.timeouts), reference: fmt.int(noop.non2xx + noop.errors + noop.timeouts), target: '0', met: cap.non2xx + cap.errors + cap.timeouts === 0 },
+        { metric: 'lost (2xx − rows)', hooky: `${fmt.int(lost)} (2xx ${fmt.int(cap.twoxx)}, rows ${fmt.int(rows)})`, reference: '—', target: '0', met: lost === 0 && ids.length === cap.twoxx },
+        {
+          metric: 'CPU s: node / postgres / autocannon',
+          hooky: `${cap.serverCpu.toFixed(1)} / ${cap.postgresCpu.toFixed(1)} / ${cap.cpu.toFixed(1)}`,
+          reference: `${noop.serverCpu.toFixed(1)} / ${noop.postgresCpu.toFixed(1)} / ${noop.cpu.toFixed(1)}`,
+          target: `of ${2 * duration} core-s`,
+          met: null,
+        },
+      ],
+      { body: body.length, connections, duration, warmup, hooky: cap, reference: noop, rows, idsSeen: ids.length, found, lost },
+    );
+  } finally {
+    await server.stop();
+  }
+}
