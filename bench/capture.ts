@@ -5,10 +5,11 @@
  * lost = 2xx answers whose request id is not in Postgres (must be 0).
  */
 import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { runCannon, type CannonResult } from './support/cannon.js';
 import { createWebhooks, jsonBody, sleep } from './support/http.js';
-import { cpuOfCommand, startHooky, type Target } from './support/proc.js';
+import { cpuOfCluster, machineCpu, startHooky, type Target } from './support/proc.js';
 import { progress, progressDone } from './support/progress.js';
 import { fmt, result, type BenchContext, type ScenarioResult } from './support/report.js';
 
@@ -16,21 +17,26 @@ export const connections = 100;
 export const duration = 10;
 const warmup = 3;
 const body = jsonBody(1024, { event: 'invoice.paid', amount: 4200 });
-export const postgresCommand = /(^|\/)postgres(:|\0)/;
 
 interface Measured extends CannonResult {
   serverCpu: number;
   postgresCpu: number;
+  /** CPU seconds used meanwhile by everything else on the machine (other users' work). */
+  otherCpu: number;
 }
 
 /** Runs one autocannon pass and the CPU each side used meanwhile. */
-export async function measure(label: string, server: Target, paths: string[], seconds: number, idsFile?: string): Promise<Measured> {
+export async function measure(ctx: BenchContext, label: string, server: Target, paths: string[], seconds: number, idsFile?: string): Promise<Measured> {
+  const pgCpu = () => (ctx.postmasterPid ? cpuOfCluster(ctx.postmasterPid) : NaN);
   const cpu0 = server.cpu();
-  const pg0 = cpuOfCommand(postgresCommand);
+  const pg0 = pgCpu();
+  const all0 = machineCpu();
   const r = await runCannon({ url: server.url, paths, body, connections, duration: seconds, ...(idsFile ? { idsFile } : {}) }, (s, n) =>
     progress(`  ${label}  ${s}/${seconds} s  ${fmt.int(n)} req/s`),
   );
-  return { ...r, serverCpu: server.cpu() - cpu0, postgresCpu: cpuOfCommand(postgresCommand) - pg0 };
+  const serverCpu = server.cpu() - cpu0;
+  const postgresCpu = pgCpu() - pg0;
+  return { ...r, serverCpu, postgresCpu, otherCpu: machineCpu() - all0 - serverCpu - (postgresCpu || 0) - r.cpu };
 }
 
 export async function run(ctx: BenchContext): Promise<ScenarioResult> {
@@ -40,11 +46,11 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
     const hook = `bench-capture-${Date.now().toString(36)}`;
     await createWebhooks(server.url, [`${hook}-warm`, hook]);
 
-    await measure('no-op warm-up', server, ['/bench/noop'], warmup);
-    const noop = await measure('no-op', server, ['/bench/noop'], duration);
-    await measure('capture warm-up', server, [`/h/${hook}-warm`], warmup);
+    await measure(ctx, 'no-op warm-up', server, ['/bench/noop'], warmup);
+    const noop = await measure(ctx, 'no-op', server, ['/bench/noop'], duration);
+    await measure(ctx, 'capture warm-up', server, [`/h/${hook}-warm`], warmup);
     const idsFile = join(ctx.tmpDir, 'capture-ids.txt');
-    const cap = await measure('capture', server, [`/h/${hook}`], duration, idsFile);
+    const cap = await measure(ctx, 'capture', server, [`/h/${hook}`], duration, idsFile);
     progressDone();
 
     // Every 2xx was committed before it was sent; requests still in flight when autocannon
@@ -71,10 +77,17 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
         { metric: 'non-2xx + errors', hooky: fmt.int(cap.non2xx + cap.errors + cap.timeouts), reference: fmt.int(noop.non2xx + noop.errors + noop.timeouts), target: '0', met: cap.non2xx + cap.errors + cap.timeouts === 0 },
         { metric: 'lost (2xx − rows)', hooky: `${fmt.int(lost)} (2xx ${fmt.int(cap.twoxx)}, rows ${fmt.int(rows)})`, reference: '—', target: '0', met: lost === 0 && ids.length === cap.twoxx },
         {
-          metric: 'CPU s: node / postgres / autocannon',
-          hooky: `${cap.serverCpu.toFixed(1)} / ${cap.postgresCpu.toFixed(1)} / ${cap.cpu.toFixed(1)}`,
-          reference: `${noop.serverCpu.toFixed(1)} / ${noop.postgresCpu.toFixed(1)} / ${noop.cpu.toFixed(1)}`,
-          target: `of ${2 * duration} core-s`,
+          metric: 'CPU µs per request: node / postgres',
+          hooky: `${((cap.serverCpu * 1e6) / cap.requests).toFixed(1)} / ${((cap.postgresCpu * 1e6) / cap.requests).toFixed(1)}`,
+          reference: `${((noop.serverCpu * 1e6) / noop.requests).toFixed(1)} / —`,
+          target: '',
+          met: null,
+        },
+        {
+          metric: 'CPU s: node / postgres / autocannon / rest of machine',
+          hooky: `${cap.serverCpu.toFixed(1)} / ${cap.postgresCpu.toFixed(1)} / ${cap.cpu.toFixed(1)} / ${cap.otherCpu.toFixed(1)}`,
+          reference: `${noop.serverCpu.toFixed(1)} / ${noop.postgresCpu.toFixed(1)} / ${noop.cpu.toFixed(1)} / ${noop.otherCpu.toFixed(1)}`,
+          target: `of ${cpus().length * duration} core-s`,
           met: null,
         },
       ],

@@ -20,6 +20,7 @@ const scenarios: Record<string, () => Promise<{ run: (ctx: BenchContext) => Prom
   fanout: () => import('./fanout.js'),
   connections: () => import('./connections.js'),
   soak: () => import('./soak.js'),
+  statements: () => import('./statements.js'),
 };
 
 const asked = process.argv.slice(2).filter((a) => a !== '--');
@@ -47,7 +48,7 @@ const databaseUrl = process.env.DATABASE_URL ?? embedded!.url;
 const sql = postgres(databaseUrl, { max: 2, onnotice: () => {} });
 const machine = await describeMachine();
 process.stderr.write(`${machine.summary}\n`);
-const ctx: BenchContext = { databaseUrl, sql, profileDir, tmpDir };
+const ctx: BenchContext = { databaseUrl, sql, profileDir, tmpDir, postmasterPid: await postmaster() };
 
 let failed = false;
 try {
@@ -72,6 +73,17 @@ const all = readdirSync(resultsDir)
   .sort((a, b) => Object.keys(scenarios).indexOf(a.scenario) - Object.keys(scenarios).indexOf(b.scenario));
 updateReadme(all);
 process.stdout.write(`\nall ${chosen.length} scenario(s) in ${((Date.now() - t0) / 1000).toFixed(0)} s; ${failed ? 'some targets NOT met' : 'every target met'}\n`);
+
+/** The cluster's postmaster pid, from postmaster.pid in its data directory, when readable here. */
+async function postmaster(): Promise<number | undefined> {
+  try {
+    const [{ dir }] = await sql<[{ dir: string }]>`select current_setting('data_directory') as dir`;
+    return Number(readFileSync(join(dir, 'postmaster.pid'), 'utf8').split('\n', 1)[0]);
+  } catch {
+    process.stderr.write('PostgreSQL runs elsewhere or its data directory is unreadable: its CPU is not reported\n');
+    return undefined;
+  }
+}
 
 function table(results: ScenarioResult[]): string {
   const lines = ['| scenario | metric | hooky | reference (same run) | target | met |', '|---|---|---|---|---|---|'];

@@ -32,19 +32,31 @@ export function cpuOf(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / ticks;
 }
 
-/** Sum of CPU seconds of every process whose command line matches, e.g. all postgres backends. */
-export function cpuOfCommand(match: RegExp): number {
+/**
+ * CPU seconds of one PostgreSQL cluster: its postmaster and every process it forked (backends,
+ * WAL writer, checkpointer, autovacuum). Other clusters on the machine are not counted. Backends
+ * that exited meanwhile are lost, so compare figures taken while the pool stays connected.
+ */
+export function cpuOfCluster(postmasterPid: number): number {
   let total = 0;
   for (const pid of readdirNumeric('/proc')) {
     try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (match.test(cmd)) total += cpuOf(pid);
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (pid === postmasterPid || ppid === postmasterPid) total += cpuOf(pid);
     } catch {
       // The process ended between readdir and read: it no longer uses CPU.
       continue;
     }
   }
   return total;
+}
+
+/** Busy CPU seconds of the whole machine, every core, every process (from /proc/stat). */
+export function machineCpu(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+  return (f.slice(0, 8).reduce((a, b) => a + b, 0) - f[3]! - f[4]!) / ticks;
 }
 
 function readdirNumeric(dir: string): number[] {

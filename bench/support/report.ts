@@ -8,6 +8,8 @@ export interface BenchContext {
   /** When set, servers run with --cpu-prof and write their profiles here. */
   profileDir: string | undefined;
   tmpDir: string;
+  /** The postmaster of the cluster under test, when it runs on this machine and we could find it. */
+  postmasterPid: number | undefined;
 }
 
 /** One line of the table: a figure of hooky beside its reference, and the target it must meet. */
