@@ -24,6 +24,7 @@ export async function paced(
   seconds: number,
   body: (seq: number, tUs: number) => string,
   onProgress?: (sent: number, total: number) => void,
+  firstSeq = 0,
 ): Promise<PacedResult> {
   const agent = keepAlive(256);
   const total = Math.round(rate * seconds);
@@ -37,8 +38,9 @@ export async function paced(
       const now = performance.now();
       const due = Math.min(total, Math.floor((now - t0) / interval) + 1);
       while (r.sent < due) {
-        const seq = r.sent++;
-        r.maxLagMs = Math.max(r.maxLagMs, performance.now() - (t0 + seq * interval));
+        const i = r.sent++;
+        const seq = firstSeq + i;
+        r.maxLagMs = Math.max(r.maxLagMs, performance.now() - (t0 + i * interval));
         inflight.push(
           call(agent, url(seq), 'POST', body(seq, nowUs())).then(
             (a) => void (a.status >= 200 && a.status < 300 ? r.ok++ : r.non2xx++),
