@@ -1,7 +1,8 @@
 /**
  * capture: autocannon (its own process), 100 connections, 10 s after a 3 s warm-up, POST a 1 KB
  * JSON body to a capture URL. Reference, same run, same app: the same load on ANY /bench/noop,
- * which reads the body and answers 200 without storing it (HOOKY_BENCH_NOOP=1).
+ * which reads the body and answers 200 without storing it (HOOKY_BENCH_NOOP=1). The 10 s of each
+ * are two 5 s slices, interleaved no-op, capture, capture, no-op.
  * lost = 2xx answers whose request id is not in Postgres (must be 0).
  */
 import { readFileSync } from 'node:fs';
@@ -39,6 +40,36 @@ export async function measure(ctx: BenchContext, label: string, server: Target, 
   return { ...r, serverCpu, postgresCpu, otherCpu: machineCpu() - all0 - serverCpu - (postgresCpu || 0) - r.cpu };
 }
 
+/**
+ * Two slices as one run: counts and CPU add up, req/s over the summed durations, p50 weighted by
+ * requests, p99 and max the worse of the two.
+ */
+function combine(xs: Measured[]): Measured {
+  const sum = (f: (m: Measured) => number) => xs.reduce((a, m) => a + f(m), 0);
+  const requests = sum((m) => m.requests);
+  return {
+    requests,
+    rps: requests / sum((m) => m.duration),
+    latency: {
+      p50: sum((m) => m.latency.p50 * m.requests) / requests,
+      p99: Math.max(...xs.map((m) => m.latency.p99)),
+      max: Math.max(...xs.map((m) => m.latency.max)),
+      mean: sum((m) => m.latency.mean * m.requests) / requests,
+    },
+    duration: sum((m) => m.duration),
+    twoxx: sum((m) => m.twoxx),
+    non2xx: sum((m) => m.non2xx),
+    errors: sum((m) => m.errors),
+    timeouts: sum((m) => m.timeouts),
+    ids: sum((m) => m.ids),
+    cpu: sum((m) => m.cpu),
+    perSecond: xs.flatMap((m) => m.perSecond),
+    serverCpu: sum((m) => m.serverCpu),
+    postgresCpu: sum((m) => m.postgresCpu),
+    otherCpu: sum((m) => m.otherCpu),
+  };
+}
+
 export async function run(ctx: BenchContext): Promise<ScenarioResult> {
   const started = Date.now();
   const server = await startHooky({ databaseUrl: ctx.databaseUrl, cpuProfDir: ctx.profileDir });
@@ -47,16 +78,28 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
     await createWebhooks(server.url, [`${hook}-warm`, hook]);
 
     await measure(ctx, 'no-op warm-up', server, ['/bench/noop'], warmup);
-    const noop = await measure(ctx, 'no-op', server, ['/bench/noop'], duration);
     await measure(ctx, 'capture warm-up', server, [`/h/${hook}-warm`], warmup);
-    const idsFile = join(ctx.tmpDir, 'capture-ids.txt');
-    const cap = await measure(ctx, 'capture', server, [`/h/${hook}`], duration, idsFile);
+    // Two slices each, in the order no-op, capture, capture, no-op: whatever else the machine
+    // does meanwhile, and any drift over the run, falls on both alike.
+    const noopSlices: Measured[] = [];
+    const capSlices: Measured[] = [];
+    const idsFiles: string[] = [];
+    for (const [i, kind] of (['noop', 'capture', 'capture', 'noop'] as const).entries()) {
+      const label = `slice ${i + 1}/4 ${kind}`;
+      if (kind === 'noop') noopSlices.push(await measure(ctx, label, server, ['/bench/noop'], duration / 2));
+      else {
+        idsFiles.push(join(ctx.tmpDir, `capture-ids-${i}.txt`));
+        capSlices.push(await measure(ctx, label, server, [`/h/${hook}`], duration / 2, idsFiles[idsFiles.length - 1]));
+      }
+    }
+    const noop = combine(noopSlices);
+    const cap = combine(capSlices);
     progressDone();
 
     // Every 2xx was committed before it was sent; requests still in flight when autocannon
     // stopped may commit a moment later, so wait before counting.
     await sleep(1000);
-    const ids = readFileSync(idsFile, 'utf8').split('\n').filter(Boolean);
+    const ids = idsFiles.flatMap((f) => readFileSync(f, 'utf8').split('\n').filter(Boolean));
     const [{ rows }] = await ctx.sql<[{ rows: number }]>`select count(*)::int as rows from requests where webhook_id = ${hook}`;
     let found = 0;
     for (let i = 0; i < ids.length; i += 50_000) {
@@ -91,7 +134,7 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
           met: null,
         },
       ],
-      { body: body.length, connections, duration, warmup, hooky: cap, reference: noop, rows, idsSeen: ids.length, found, lost },
+      { body: body.length, connections, duration, warmup, hooky: cap, reference: noop, slices: { hooky: capSlices, reference: noopSlices }, rows, idsSeen: ids.length, found, lost },
     );
   } finally {
     await server.stop();
