@@ -3,8 +3,9 @@
  * highest sustained capture rate) spread over 100 webhooks, each with one subscriber. RSS of the
  * server is sampled every second; the first 15 s are warm-up. Event-loop delay comes from the
  * server's own hooky_event_loop_delay_seconds histogram, the difference of two /metrics scrapes.
- * References, same run, same server: RSS just after warm-up; event-loop delay idle for 5 s
- * before the load (the same subscribers connected).
+ * References, same run, same server: for the rate, 5 s of the same load on the no-op route; RSS
+ * just after warm-up; event-loop delay idle for 5 s before the load (the same subscribers
+ * connected).
  */
 import { runCannon } from './support/cannon.js';
 import { createWebhooks, jsonBody, scrape, sleep } from './support/http.js';
@@ -29,6 +30,11 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
   try {
     await createWebhooks(server.url, ids);
     const opened = await subs.open(server.wsUrl);
+    // Reference for the rate: the same load on the bench-only no-op route of the same server.
+    const noop = await runCannon(
+      { url: server.url, paths: ['/bench/noop'], body: jsonBody(1024, { event: 'soak' }), connections, duration: 5 },
+      (s, n) => progress(`  no-op reference  ${s}/5 s  ${fmt.int(n)} req/s`),
+    );
     const idle0 = histogramOf(await scrape(server.url), eld);
     progress('  idle event-loop delay (5 s)');
     await sleep(5000);
@@ -65,7 +71,13 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
       'soak',
       started,
       [
-        { metric: `capture rate, ${seconds} s closed loop`, hooky: `${fmt.int(load.rps)} req/s`, reference: '—', target: '', met: null },
+        {
+          metric: `capture rate, ${seconds} s closed loop (reference: no-op route, 5 s)`,
+          hooky: `${fmt.int(load.rps)} req/s (${fmt.ratio(load.rps / noop.rps)})`,
+          reference: `${fmt.int(noop.rps)} req/s`,
+          target: '',
+          met: null,
+        },
         { metric: 'non-2xx + errors', hooky: fmt.int(errors), reference: '—', target: '0', met: errors === 0 },
         {
           metric: `server RSS, mean of last 10 s (reference: s ${warmup}–${warmup + 10})`,
@@ -90,7 +102,7 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
           met: delivered >= load.twoxx && opened.failed === 0,
         },
       ],
-      { seconds, warmup, webhooks, connections, load, rss, idleP99, loadP99, loadP50, delivered, growth, mbPerMin },
+      { seconds, warmup, webhooks, connections, load, noop, rss, idleP99, loadP99, loadP50, delivered, growth, mbPerMin },
     );
   } finally {
     await subs.close();
