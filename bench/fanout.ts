@@ -26,6 +26,8 @@ const bodySize = 256;
 
 interface Run {
   send: PacedResult;
+  /** Time from sending a capture to its HTTP answer. */
+  answer: { p50: number; p99: number };
   p50: number;
   p99: number;
   max: number;
@@ -93,11 +95,15 @@ async function finish(side: Side): Promise<Run> {
     sendSeconds: sum(side.sends.map((s) => s.sendSeconds)),
     rate: Math.min(...side.sends.map((s) => s.rate)),
     maxLagMs: Math.max(...side.sends.map((s) => s.maxLagMs)),
+    answerMs: side.sends.flatMap((s) => s.answerMs),
   };
+  const [a50, a99] = percentiles(Float64Array.from(send.answerMs), [50, 99]);
+  send.answerMs = []; // summarised above; kept out of the result file
   const hotReports = rep.subs.filter((s) => s.webhookId === side.hot);
   const missed = hotReports.map((s) => Math.max(0, send.ok - s.unique));
   return {
     send,
+    answer: { p50: a50!, p99: a99! },
     p50: p50!,
     p99: p99!,
     max: max!,
@@ -160,6 +166,13 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
     started,
     [
       { metric: `offered ${rate}/s × ${seconds} s`, hooky: offered(hk), reference: offered(ref), target: 'rate held, all 2xx', met: held(hk) },
+      {
+        metric: 'capture answered (HTTP) p50 / p99',
+        hooky: `${fmt.ms(hk.answer.p50)} / ${fmt.ms(hk.answer.p99)}`,
+        reference: `${fmt.ms(ref.answer.p50)} / ${fmt.ms(ref.answer.p99)}`,
+        target: '',
+        met: null,
+      },
       { metric: 'delivery latency p50', hooky: fmt.ms(hk.p50), reference: fmt.ms(ref.p50), target: '', met: null },
       { metric: 'delivery latency p99', hooky: fmt.ms(hk.p99), reference: fmt.ms(ref.p99), target: `≤ 2 × reference (${fmt.ratio(hk.p99 / ref.p99)})`, met: hk.p99 <= 2 * ref.p99 },
       { metric: 'delivery latency max', hooky: fmt.ms(hk.max), reference: fmt.ms(ref.max), target: '', met: null },

@@ -11,6 +11,8 @@ export interface PacedResult {
   rate: number;
   /** Worst lateness of a send behind its schedule, ms. */
   maxLagMs: number;
+  /** Time to each answer, ms, in send order. */
+  answerMs: number[];
 }
 
 /**
@@ -29,7 +31,7 @@ export async function paced(
   const agent = keepAlive(256);
   const total = Math.round(rate * seconds);
   const interval = 1000 / rate;
-  const r: PacedResult = { sent: 0, ok: 0, non2xx: 0, errors: 0, sendSeconds: 0, rate: 0, maxLagMs: 0 };
+  const r: PacedResult = { sent: 0, ok: 0, non2xx: 0, errors: 0, sendSeconds: 0, rate: 0, maxLagMs: 0, answerMs: new Array<number>(total).fill(NaN) };
   const inflight: Promise<void>[] = [];
   const t0 = performance.now();
   let lastProgress = 0;
@@ -41,9 +43,14 @@ export async function paced(
         const i = r.sent++;
         const seq = firstSeq + i;
         r.maxLagMs = Math.max(r.maxLagMs, performance.now() - (t0 + i * interval));
+        const t = performance.now();
         inflight.push(
           call(agent, url(seq), 'POST', body(seq, nowUs())).then(
-            (a) => void (a.status >= 200 && a.status < 300 ? r.ok++ : r.non2xx++),
+            (a) => {
+              r.answerMs[i] = performance.now() - t;
+              if (a.status >= 200 && a.status < 300) r.ok++;
+              else r.non2xx++;
+            },
             () => void r.errors++,
           ),
         );
