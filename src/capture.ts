@@ -16,6 +16,8 @@ export interface CaptureOptions {
   trustProxy: number;
   maxHeaders: number;
   maxHeaderBytes: number;
+  /** Registers `ANY /bench/noop`, the reference the capture benchmark measures hooky against. */
+  benchNoop: boolean;
 }
 
 interface Deps {
@@ -116,7 +118,18 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
 
   app.any('/h/:id', capture);
   app.any('/h/:id/*', capture);
+
+  // The same uWS app and the same body reading as a capture, without the payload or storage:
+  // what `npm run bench` divides hooky's capture rate by. Off unless HOOKY_BENCH_NOOP=1.
+  if (opts.benchNoop) {
+    app.any('/bench/noop', (res, req) => {
+      const ex = exchange(res);
+      readBody(ex, req.getHeader('content-length'), opts.maxBodyBytes, () => send(ex, 200, noopBody, okHeaders));
+    });
+  }
 }
+
+const noopBody = '{"ok":true}';
 
 /**
  * The client as the outermost trusted proxy saw it. Each proxy appends the address it received

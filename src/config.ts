@@ -104,6 +104,7 @@ export const EnvSchema = v.object({
   HOOKY_PG_POOL_SIZE: int(10, 2, 200), // connections to PostgreSQL
   HOOKY_SHUTDOWN_TIMEOUT_MS: int(10_000, 0, 600_000), // longest wait for in-flight work on SIGTERM
   HOOKY_SETTLE_TIMEOUT_MS: int(5_000, 0, 600_000), // how long to find out whether a batch cut off mid-commit was stored
+  HOOKY_BENCH_NOOP: bool(false), // benchmarks only: ANY /bench/noop reads the body and answers 200, storing nothing
 });
 
 type Env = v.InferOutput<typeof EnvSchema>;
@@ -145,6 +146,7 @@ export interface Config {
   readonly pgPoolSize: number;
   readonly shutdownTimeoutMs: number;
   readonly settleTimeoutMs: number;
+  readonly benchNoop: boolean;
 }
 
 export class ConfigError extends Error {
@@ -198,5 +200,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     pgPoolSize: e.HOOKY_PG_POOL_SIZE,
     shutdownTimeoutMs: e.HOOKY_SHUTDOWN_TIMEOUT_MS,
     settleTimeoutMs: e.HOOKY_SETTLE_TIMEOUT_MS,
+    benchNoop: e.HOOKY_BENCH_NOOP,
   });
 }

@@ -67,6 +67,22 @@ function histogram(name: string, help: string, buckets: readonly number[]) {
   };
 }
 
+/**
+ * Event-loop delay: how late a 10 ms timer fires, observed into a histogram, so a scraper can
+ * take the difference of two scrapes and read the quantiles of any window. The timer is unref'd
+ * and costs 100 callbacks a second.
+ */
+function eventLoopDelay(h: ReturnType<typeof histogram>, intervalMs = 10) {
+  let expected = performance.now() + intervalMs;
+  const tick = () => {
+    const now = performance.now();
+    h.observe(Math.max(0, now - expected) / 1000);
+    expected = now + intervalMs;
+    setTimeout(tick, intervalMs).unref();
+  };
+  setTimeout(tick, intervalMs).unref();
+}
+
 export function createMetrics() {
   const m = {
     captures: counter('hooky_captures_total', 'Requests captured and committed'),
@@ -82,7 +98,11 @@ export function createMetrics() {
     wsErrors: labelledCounter('hooky_websocket_errors_total', 'error events sent to clients, by code', 'code'),
     rejectedUpgrades: labelledCounter('hooky_websocket_rejected_upgrades_total', 'WebSocket upgrades refused, by HTTP status', 'status'),
     retentionDeleted: labelledCounter('hooky_retention_deleted_total', 'Captured requests deleted by retention, by rule', 'rule'),
+    eventLoopDelay: histogram('hooky_event_loop_delay_seconds', 'How late a 10 ms timer fires on the event loop', [
+      0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+    ]),
   };
+  eventLoopDelay(m.eventLoopDelay);
   const all: Metric[] = Object.values(m);
   return {
     ...m,
