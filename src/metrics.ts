@@ -74,13 +74,15 @@ function histogram(name: string, help: string, buckets: readonly number[]) {
  */
 function eventLoopDelay(h: ReturnType<typeof histogram>, intervalMs = 10) {
   let expected = performance.now() + intervalMs;
+  let timer: NodeJS.Timeout;
   const tick = () => {
     const now = performance.now();
     h.observe(Math.max(0, now - expected) / 1000);
     expected = now + intervalMs;
-    setTimeout(tick, intervalMs).unref();
+    timer = setTimeout(tick, intervalMs).unref();
   };
-  setTimeout(tick, intervalMs).unref();
+  timer = setTimeout(tick, intervalMs).unref();
+  return () => clearTimeout(timer);
 }
 
 export function createMetrics() {
@@ -102,13 +104,15 @@ export function createMetrics() {
       0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
     ]),
   };
-  eventLoopDelay(m.eventLoopDelay);
+  const stopTimer = eventLoopDelay(m.eventLoopDelay);
   const all: Metric[] = Object.values(m);
   return {
     ...m,
     render(): string {
       return all.map((x) => x.render()).join('');
     },
+    /** Stops the event-loop timer. Safe to call twice. */
+    close: stopTimer,
   };
 }
 

@@ -109,6 +109,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     // 6. End the pool, then stop embedded Postgres.
     await retentionStopped;
     await db.close();
+    metrics.close();
   }
 
   return {
