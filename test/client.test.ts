@@ -413,6 +413,76 @@ replays('a frame the SDK cannot read is an INVALID_FRAME error; an unknown event
   assert.is(rec.of('connected').length, 1);
 });
 
+replays('a join refused by the rate limit (RATE_LIMITED, no ref) is sent again after retryAfterMs; an answered one is not', async (ctx) => {
+  const { client, server, rec } = scriptedClient(ctx);
+  const a = later(client.join('a'));
+  const b = later(client.join('b'));
+  const s = await server.socket(1);
+  s.accept();
+  const [ja, jb] = s.joins();
+  // The server read `a` and refused `b` unread: its refusal cannot name it.
+  const refusedAt = Date.now();
+  s.push({ event: 'error', data: { code: 'RATE_LIMITED', message: 'Too many messages; slow down', retryAfterMs: 60 } });
+  s.push(joinedFrame(ja!.ref, 'a'));
+  await a;
+  await until(() => s.joins().length === 3, 'the join sent again');
+  assert.ok(Date.now() - refusedAt >= 55, `sent again after ${Date.now() - refusedAt} ms`);
+  const again = s.joins()[2]!;
+  assert.is(again.data.webhookId, 'b');
+  assert.is.not(again.ref, jb!.ref);
+  s.push(joinedFrame(again.ref, 'b'));
+  assert.equal(await b, { webhookId: 'b', room: 'webhook:b' });
+  await sleep(150);
+  assert.is(s.joins().length, 3, 'nothing else sent again');
+  assert.equal(
+    rec.of('error').map((e) => e.code),
+    ['RATE_LIMITED'],
+  );
+});
+
+replays('a leave refused by the rate limit is sent again; it resolves, and emits left, once whichever reply comes', async (ctx) => {
+  const { client, server, rec } = scriptedClient(ctx);
+  const joining = later(client.join('w'));
+  const s = await server.socket(1);
+  s.accept();
+  s.push(joinedFrame(s.joins()[0]!.ref));
+  await joining;
+  const leaving = later(client.leave('w'));
+  const leaves = () => s.sent.filter((f) => f.event === 'leave');
+  s.push({ event: 'error', data: { code: 'RATE_LIMITED', message: 'Too many messages; slow down', retryAfterMs: 20 } });
+  await until(() => leaves().length === 2, 'the leave sent again');
+  const [first, second] = leaves();
+  assert.is.not(second!.ref, first!.ref);
+  // Say the first was read after all, late: both sends get a reply.
+  s.push({ event: 'left', data: { webhookId: 'w', room: 'webhook:w' }, ref: second!.ref });
+  s.push({ event: 'left', data: { webhookId: 'w', room: 'webhook:w' }, ref: first!.ref });
+  assert.equal(await leaving, { webhookId: 'w', room: 'webhook:w' });
+  assert.equal(rec.of('left'), [{ webhookId: 'w', room: 'webhook:w' }]);
+});
+
+replays('a close for the rate limit (1008) is a disconnect like any other: reconnect with backoff, rejoin with since', async (ctx) => {
+  const { client, server, got, rec } = scriptedClient(ctx);
+  const joining = later(client.join('w', { since: rid(1) }));
+  const s1 = await server.socket(1);
+  s1.accept();
+  const j1 = s1.joins()[0]!;
+  s1.push(joinedFrame(j1.ref));
+  await joining;
+  s1.push(replay(2, j1.ref));
+  s1.push(replayed(j1.ref, 2));
+  s1.drop(1008, 'rate limit exceeded');
+  const s2 = await server.socket(2);
+  s2.accept();
+  assert.equal(s2.joins()[0]!.data, { webhookId: 'w', since: rid(2) });
+  assert.equal(got, [rid(2)]);
+  assert.equal(rec.of('disconnect'), [{ reason: 'rate limit exceeded', code: 1008 }]);
+  assert.equal(
+    rec.of('reconnecting').map((r) => r.attempt),
+    [1],
+  );
+  assert.is(rec.of('connect_error').length, 0);
+});
+
 replays.run();
 
 // --- against a real server: restart, connect errors, jitter, rooms, stalled links ------------
@@ -816,6 +886,35 @@ access('503 too_many_connections is retried with backoff until a connection free
 });
 
 access.run();
+
+const rate = withCleanup('rate limit');
+
+rate('joins over HOOKY_WS_RATE_LIMIT are sent again after retryAfterMs and all complete, without a 1008 close', async (ctx) => {
+  // A bucket of 2, refilled at 2 per second: of three joins sent at once, the third is refused.
+  const server = await startServer({ HOOKY_WS_RATE_LIMIT: '2', HOOKY_WS_RATE_BURST: '2' });
+  ctx.cleanup.push(() => server.close());
+  const ids = [await newWebhook(server.url), await newWebhook(server.url), await newWebhook(server.url)];
+  const tap = tapped();
+  const client = createClient(server.url, { WebSocket: tap.Tapped });
+  ctx.cleanup.push(() => client.close());
+  const rec = record(client);
+  await Promise.all(ids.map((id) => client.join(id)));
+  const [limited] = rec.of('error');
+  assert.is(limited!.code, 'RATE_LIMITED');
+  assert.ok(typeof limited!.retryAfterMs === 'number' && limited!.retryAfterMs > 0, JSON.stringify(limited));
+  assert.equal(
+    tap.outbound.filter((f) => f.event === 'join').map((f) => f.data.webhookId),
+    [...ids, ids[2]],
+  );
+  // The room is really joined: its requests arrive.
+  const sent = await capture(server.url, ids[2]!);
+  await until(() => rec.of('new-request').length === 1, 'the request');
+  assert.is(rec.of('new-request')[0]!.id, sent);
+  assert.is(rec.of('disconnect').length, 0);
+  assert.is(rec.of('connected').length, 1);
+});
+
+rate.run();
 
 // --- stalled links ---------------------------------------------------------------------------
 

@@ -173,8 +173,16 @@ interface Entry {
 }
 
 type Pending =
-  | { kind: 'join'; webhookId: string; page: boolean }
-  | { kind: 'leave'; webhookId: string; resolve(data: ClientEvents['left']): void; reject(err: HookyError): void };
+  /** `answered`: its `joined` arrived (a replay may still be running). */
+  | { kind: 'join'; webhookId: string; page: boolean; answered: boolean }
+  | {
+      kind: 'leave';
+      webhookId: string;
+      /** Resolved or rejected: a reply to an earlier send of the same leave is then ignored. */
+      settled: boolean;
+      resolve(data: ClientEvents['left']): void;
+      reject(err: HookyError): void;
+    };
 
 /**
  * Connects to a hooky server's `/ws` and keeps the connection: reconnects with jittered backoff,
@@ -208,6 +216,8 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
   const opened = new WeakSet<object>();
   const refusals = new WeakMap<object, Refusal>();
   const retryTimers = new Set<ReturnType<typeof setTimeout>>();
+  // Requests a RATE_LIMITED refusal may have been about, to send again (see `throttled`).
+  const suspects = new Set<number | string>();
 
   let rws: Rws | undefined;
   let link: Socket | undefined; // the open socket, if any
@@ -219,6 +229,8 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
   let closing: Promise<void> | undefined;
   let stopped: ErrorData | undefined; // why the client closed: CLOSED, or a REFUSED upgrade
   let transport: TokenTransport | undefined; // how the token travels, once the class is known
+  let resend: ReturnType<typeof setTimeout> | undefined;
+  let resendDelay = 0;
   let told = false; // `disconnect` already emitted for the current link
   let linkError: string | undefined;
   let missed = 0;
@@ -236,7 +248,7 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
   function sendJoin(entry: Entry, page = false) {
     const ref = ++refs;
     const since = resumeFrom(entry.room);
-    pending.set(ref, { kind: 'join', webhookId: entry.room.webhookId, page });
+    pending.set(ref, { kind: 'join', webhookId: entry.room.webhookId, page, answered: false });
     entry.joinRef = ref;
     entry.room.replaying = since !== undefined;
     send({ event: 'join', data: since === undefined ? { webhookId: entry.room.webhookId } : { webhookId: entry.room.webhookId, since }, ref });
@@ -245,6 +257,63 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
   function drop(entry: Entry, err: ErrorData) {
     if (rooms.get(entry.room.webhookId) === entry) rooms.delete(entry.room.webhookId);
     for (const w of entry.waiters.splice(0)) w.reject(new HookyError(err));
+  }
+
+  function settleLeave(p: Extract<Pending, { kind: 'leave' }>, outcome: { left: ClientEvents['left'] } | { err: HookyError }): boolean {
+    if (p.settled) return false;
+    p.settled = true;
+    if ('left' in outcome) p.resolve(outcome.left);
+    else p.reject(outcome.err);
+    return true;
+  }
+
+  /** The server drops every membership with the connection: a pending leave is done. */
+  function endLeaves() {
+    for (const p of pending.values()) if (p.kind === 'leave') settleLeave(p, { left: { webhookId: p.webhookId, room: roomOf(p.webhookId) } });
+  }
+
+  const unanswered = (p: Pending) => (p.kind === 'join' ? !p.answered : !p.settled);
+
+  /**
+   * The server's rate limit refused a frame. It did not read it, so the refusal carries no ref:
+   * any request still unanswered may be the one. After `retryAfterMs`, each of them that is
+   * still unanswered then is sent again, one per `retryAfterMs`, which is the pace the server's
+   * bucket refills at. Sending a join or a leave twice does no harm: the server treats both as
+   * idempotent, and the reply to the superseded ref is ignored.
+   */
+  function throttled(retryAfterMs: unknown) {
+    resendDelay = typeof retryAfterMs === 'number' && retryAfterMs >= 0 ? Math.min(retryAfterMs, o.maxDelayMs) : o.minDelayMs;
+    for (const [ref, p] of pending) if (unanswered(p)) suspects.add(ref);
+    resend ??= setTimeout(resendOne, resendDelay);
+  }
+
+  function resendOne() {
+    resend = undefined;
+    for (const ref of suspects) {
+      suspects.delete(ref);
+      const p = pending.get(ref);
+      if (!p || !unanswered(p)) continue;
+      if (p.kind === 'join') {
+        const entry = rooms.get(p.webhookId);
+        pending.delete(ref);
+        // Not superseded by a leave or a newer join: send it again, under a new ref.
+        if (!entry || entry.joinRef !== ref) continue;
+        sendJoin(entry, p.page);
+      } else {
+        // Both refs lead to the same leave: whichever reply comes first settles it.
+        const again = ++refs;
+        pending.set(again, p);
+        send({ event: 'leave', data: { webhookId: p.webhookId }, ref: again });
+      }
+      break;
+    }
+    if (suspects.size > 0) resend = setTimeout(resendOne, resendDelay);
+  }
+
+  function stopResending() {
+    clearTimeout(resend);
+    resend = undefined;
+    suspects.clear();
   }
 
   /** Stops for good: every pending join rejects with `why`, the socket closes, nothing reconnects. */
@@ -259,8 +328,9 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
     clearInterval(heartbeat);
     clearTimeout(stable);
     for (const t of retryTimers) clearTimeout(t);
+    stopResending();
     for (const entry of rooms.values()) drop(entry, { ...why, webhookId: entry.room.webhookId });
-    for (const p of pending.values()) if (p.kind === 'leave') p.resolve({ webhookId: p.webhookId, room: roomOf(p.webhookId) });
+    endLeaves();
     pending.clear();
     link = undefined;
     connectionId = undefined;
@@ -354,8 +424,9 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
     clearTimeout(stable);
     for (const t of retryTimers) clearTimeout(t);
     retryTimers.clear();
-    // The server drops every membership with the connection: a pending leave is done.
-    for (const p of pending.values()) if (p.kind === 'leave') p.resolve({ webhookId: p.webhookId, room: roomOf(p.webhookId) });
+    // A new connection starts with a full bucket, and the open handler rejoins every room.
+    stopResending();
+    endLeaves();
     pending.clear();
     for (const entry of rooms.values()) {
       entry.joined = false;
@@ -400,6 +471,7 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
         // A reply to a join that a leave (or a newer join) has superseded.
         if (!entry || ref !== entry.joinRef) return void pending.delete(ref);
         const p = pending.get(ref);
+        if (p?.kind === 'join') p.answered = true;
         // Without a replay to follow, the join is complete.
         if (!entry.room.replaying) {
           pending.delete(ref);
@@ -437,7 +509,8 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
         const p = ref === undefined ? undefined : pending.get(ref);
         if (p?.kind === 'leave') {
           pending.delete(ref!);
-          p.resolve(frame.data);
+          // The reply to the other send of a leave sent twice (see `throttled`) says nothing new.
+          if (!settleLeave(p, { left: frame.data })) return;
         }
         return events.emit('left', frame.data);
       }
@@ -454,7 +527,8 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
   function onServerError(err: ErrorData, ref: number | string | undefined) {
     const p = ref === undefined ? undefined : pending.get(ref);
     if (p) pending.delete(ref!);
-    if (p?.kind === 'leave') p.reject(new HookyError(err));
+    if (p?.kind === 'leave') settleLeave(p, { err: new HookyError(err) });
+    if (err.code === 'RATE_LIMITED' && ref === undefined) throttled(err.retryAfterMs);
     if (p?.kind === 'join') {
       const entry = rooms.get(p.webhookId);
       if (entry && entry.joinRef === ref) {
@@ -537,7 +611,7 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
       // Not connected: the server holds no membership to end.
       if (!link || closed) return Promise.resolve(left);
       const ref = ++refs;
-      const p = new Promise<ClientEvents['left']>((resolve, reject) => pending.set(ref, { kind: 'leave', webhookId, resolve, reject }));
+      const p = new Promise<ClientEvents['left']>((resolve, reject) => pending.set(ref, { kind: 'leave', webhookId, settled: false, resolve, reject }));
       send({ event: 'leave', data: { webhookId }, ref });
       return p;
     },
