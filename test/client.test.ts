@@ -856,6 +856,7 @@ access('a foreign origin (403), a missing hooky.v1 (400) and WebSocket version 8
     assert.is(err.code, 'REFUSED', code);
     assert.is(err.status, status);
     assert.is(err.data.error, code);
+    assert.match(err.message, new RegExp(`^the server refused the connection with HTTP ${status} \\(${code}\\): [^:]+; not retrying$`));
     assert.is(rec.of('connect_error')[0]!.status, status);
     await sleep(150);
     assert.is(created.length, 1, `${code}: a single attempt`);

@@ -284,7 +284,8 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
   function throttled(retryAfterMs: unknown) {
     resendDelay = typeof retryAfterMs === 'number' && retryAfterMs >= 0 ? Math.min(retryAfterMs, o.maxDelayMs) : o.minDelayMs;
     for (const [ref, p] of pending) if (unanswered(p)) suspects.add(ref);
-    resend ??= setTimeout(resendOne, resendDelay);
+    // Nothing unanswered: the refused frame was a ping, which the next one replaces.
+    if (suspects.size > 0) resend ??= setTimeout(resendOne, resendDelay);
   }
 
   function resendOne() {
@@ -348,7 +349,7 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
     if (closed) return; // a connect_error listener has closed the client already
     const data: ErrorData = {
       code: 'REFUSED',
-      message: `the server refused the connection with HTTP ${refusal.status}${cause.code ? ` (${cause.code})` : ''}: ${diagnose(refusal, cause)}; not retrying`,
+      message: `the server refused the connection with HTTP ${refusal.status}${cause.code ? ` (${cause.code})` : ''}: ${diagnose(refusal)}; not retrying`,
       status: refusal.status,
       ...(cause.code === undefined ? {} : { error: cause.code }),
     };
@@ -356,7 +357,7 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
     events.emit('error', data);
   }
 
-  function diagnose(refusal: Refusal, cause: ConnectError): string {
+  function diagnose(refusal: Refusal): string {
     if (refusal.status === 401) {
       if (o.token === undefined) return 'it requires an API token (the `token` option)';
       if (transport === 'header' && !refusal.authorization) {
@@ -365,7 +366,8 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
       return 'it did not accept the token';
     }
     if (refusal.status === 403) return 'this Origin is not in its HOOKY_ALLOWED_ORIGINS';
-    return cause.message;
+    const said = (refusal.body as { message?: unknown } | null)?.message;
+    return typeof said === 'string' ? said : 'no retry can change that';
   }
 
   // Waits out the backoff inside the URL provider: reconnecting-websocket awaits it before each
