@@ -21,6 +21,8 @@ Commands:
 
 Options:
   --url URL                the hooky server; default $HOOKY_URL or http://localhost:3000
+  --token TOKEN            the server's API token, for create and listen; default $HOOKY_API_TOKEN
+                           (prefer the variable: other users can see arguments in ps)
   -h, --help               show this help
 
 Exit status: 0 when stopped by a signal, 1 on an error, 2 on a usage error.
@@ -36,17 +38,21 @@ const common = {
   help: { type: 'boolean', short: 'h' },
 } satisfies ParseArgsConfig['options'];
 
+/** The commands that talk to a server, which may want its API token. */
+const remote = { ...common, token: { type: 'string' } } satisfies ParseArgsConfig['options'];
+
 const commands = {
   serve: { options: common, run: serve },
-  create: { options: { ...common, id: { type: 'string' } }, run: create },
+  create: { options: { ...remote, id: { type: 'string' } }, run: create },
   listen: {
-    options: { ...common, forward: { type: 'string' }, json: { type: 'boolean' }, since: { type: 'string' } },
+    options: { ...remote, forward: { type: 'string' }, json: { type: 'boolean' }, since: { type: 'string' } },
     run: listen,
   },
 } as const;
 
 interface Args {
   url?: string;
+  token?: string;
   id?: string;
   forward?: string;
   json?: boolean;
@@ -84,19 +90,21 @@ async function serve({ positionals }: Args): Promise<number> {
   return new Promise<number>(() => undefined);
 }
 
-async function create({ url, id, positionals }: Args): Promise<number> {
+async function create({ url, token: flag, id, positionals }: Args): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`create takes no arguments (got "${positionals[0]}"); use --id ID`);
   if (id !== undefined && !webhookIdPattern.test(id)) throw new UsageError('--id must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$');
   const base = httpBase(url);
+  const token = apiToken(flag);
   const endpoint = new URL('api/webhooks', base);
   const res = await fetch(endpoint, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) },
     body: JSON.stringify(id === undefined ? {} : { id }),
   }).catch((err: unknown) => {
     throw new CliError(`cannot reach ${base.origin}: ${reason(err)}`);
   });
   const text = await res.text();
+  if (res.status === 401) throw new CliError(unauthorized(base, token));
   const body = parseJson(text) as { url?: unknown; error?: unknown; message?: unknown } | undefined;
   if (res.status !== 201 || typeof body?.url !== 'string') {
     const detail = typeof body?.message === 'string' ? body.message : text.slice(0, 200);
@@ -106,7 +114,7 @@ async function create({ url, id, positionals }: Args): Promise<number> {
   return 0;
 }
 
-async function listen({ url, forward, json = false, since, positionals }: Args): Promise<number> {
+async function listen({ url, token: flag, forward, json = false, since, positionals }: Args): Promise<number> {
   const [webhookId, extra] = positionals;
   if (webhookId === undefined) throw new UsageError('listen needs a webhook id: hooky listen <webhookId>');
   if (extra !== undefined) throw new UsageError(`listen takes one webhook id (got also "${extra}")`);
@@ -114,7 +122,8 @@ async function listen({ url, forward, json = false, since, positionals }: Args):
   if (since !== undefined && !requestIdPattern.test(since)) throw new UsageError('--since must be a request id (a lower-case UUIDv7)');
   const target = forward === undefined ? undefined : forwardTarget(forward);
   const server = httpBase(url);
-  const client = createClient(server.href);
+  const token = apiToken(flag);
+  const client = createClient(server.href, token === undefined ? {} : { token });
   const say = (line: string): void => void process.stderr.write(`hooky: ${line}\n`);
   const out = (line: string): void => void process.stdout.write(`${line}\n`);
 
@@ -139,12 +148,14 @@ async function listen({ url, forward, json = false, since, positionals }: Args):
     client.on('disconnect', ({ reason }) => say(`disconnected: ${reason}`));
     client.on('reconnecting', ({ attempt, delay }) => say(`reconnecting in ${(delay / 1000).toFixed(1)} s (attempt ${attempt})`));
     client.on('connect_error', (err) => {
-      if (isPermanent(err)) exit(1, `${server.origin} refused the connection: ${err.message}`);
+      if (err.status === 401) exit(1, unauthorized(server, token));
+      else if (isPermanent(err)) exit(1, `${server.origin} refused the connection: ${err.message}`);
       else say(`cannot connect: ${err.message}`);
     });
     client.on('error', (err) => {
       if (err.code === 'WEBHOOK_DELETED') exit(1, `webhook ${webhookId} was deleted`);
-      else if (err.code !== 'WEBHOOK_NOT_FOUND') say(`server error ${err.code}: ${err.message}`);
+      // REFUSED follows a connect_error, which has already ended the command.
+      else if (err.code !== 'WEBHOOK_NOT_FOUND' && err.code !== 'REFUSED') say(`server error ${err.code}: ${err.message}`);
     });
     client.on('new-request', (req) => {
       out(json ? JSON.stringify(req) : summary(req));
@@ -169,6 +180,28 @@ async function listen({ url, forward, json = false, since, positionals }: Args):
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, stop);
   });
 }
+
+/**
+ * `--token`, else $HOOKY_API_TOKEN (empty counts as unset, as for HOOKY_URL), trimmed as the
+ * server trims its own. The token never appears in a message: messages end up in logs.
+ */
+function apiToken(flag: string | undefined): string | undefined {
+  const token = (flag ?? process.env.HOOKY_API_TOKEN ?? '').trim();
+  if (token === '') {
+    if (flag !== undefined) throw new UsageError('--token is empty');
+    return undefined;
+  }
+  if (!/^[A-Za-z0-9._~+-]+$/.test(token)) {
+    throw new UsageError(`${flag === undefined ? 'HOOKY_API_TOKEN' : '--token'} may hold only A-Z a-z 0-9 . _ ~ + -, as the server's HOOKY_API_TOKEN does`);
+  }
+  return token;
+}
+
+/** What to do about a 401, from the REST API or the WebSocket upgrade. */
+const unauthorized = (server: URL, token: string | undefined) =>
+  token === undefined
+    ? `${server.origin} requires an API token: pass --token or set HOOKY_API_TOKEN`
+    : `${server.origin} did not accept the API token (HTTP 401): check --token or HOOKY_API_TOKEN`;
 
 /** A refused upgrade no retry will fix: not a hooky server, or a protocol it does not speak. */
 const isPermanent = (err: ConnectError) =>

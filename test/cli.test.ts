@@ -20,11 +20,11 @@ async function until(check: () => boolean, what: () => string, ms = 5000): Promi
   }
 }
 
-/** `hooky …` from the sources, as `node --import tsx src/cli.ts …`; HOOKY_URL unset unless given. */
+/** `hooky …` from the sources, as `node --import tsx src/cli.ts …`; HOOKY_URL and HOOKY_API_TOKEN unset unless given. */
 function hooky(args: string[], env: Record<string, string> = {}) {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
     cwd: root,
-    env: { ...process.env, HOOKY_URL: '', ...env },
+    env: { ...process.env, HOOKY_URL: '', HOOKY_API_TOKEN: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const out = { stdout: '', stderr: '' };
@@ -50,11 +50,14 @@ async function run(args: string[], env: Record<string, string> = {}) {
   return { code, ...p.out };
 }
 
-async function newWebhook(base: string): Promise<string> {
+async function newWebhook(base: string, token?: string): Promise<string> {
   const id = uniqueId('cli');
-  assert.is((await http('POST', `${base}/api/webhooks`, JSON.stringify({ id }))).status, 201);
+  const headers = token === undefined ? {} : { authorization: `Bearer ${token}` };
+  assert.is((await http('POST', `${base}/api/webhooks`, JSON.stringify({ id }), headers)).status, 201);
   return id;
 }
+
+const token = 'cli-test-token-0123456789abcdef';
 
 
 
@@ -86,7 +89,20 @@ create('HOOKY_URL is the default server; a taken id exits 1 with the reason', as
 });
 
 create('usage errors exit 2 and point to --help; an unreachable server exits 1', async () => {
-  const cases = [[], ['frobnicate'], ['create', '--bogus'], ['create', 'extra'], ['listen'], ['listen', 'a', 'b'], ['listen', 'not an id'], ['listen', 'ok', '--forward', 'ftp://x']];
+  const cases = [
+    [],
+    ['frobnicate'],
+    ['create', '--bogus'],
+    ['create', 'extra'],
+    ['create', '--token', ''],
+    ['create', '--token', 'has spaces in it'],
+    ['listen'],
+    ['listen', 'a', 'b'],
+    ['listen', 'not an id'],
+    ['listen', 'ok', '--forward', 'ftp://x'],
+    ['listen', 'ok', '--token', 'slash/and=equals'],
+    ['serve', '--token', token],
+  ];
   const results = await Promise.all(cases.map((args) => run(args)));
   results.forEach((r, i) => {
     assert.is(r.code, 2, `hooky ${cases[i]!.join(' ')}: ${r.stderr}`);
@@ -97,6 +113,27 @@ create('usage errors exit 2 and point to --help; an unreachable server exits 1',
   assert.is(down.code, 1);
   assert.match(down.stderr, `hooky: cannot reach http://127.0.0.1:${port}`);
   assert.match(down.stderr, 'ECONNREFUSED');
+});
+
+create('with HOOKY_API_TOKEN on the server: --token or $HOOKY_API_TOKEN sends it; none or a wrong one exits 1 saying what to do', async (ctx) => {
+  const server = await startServer({ HOOKY_API_TOKEN: token });
+  ctx.cleanup.push(() => server.close());
+  const byFlag = await run(['create', '--url', server.url, '--token', token]);
+  assert.is(byFlag.code, 0, byFlag.stderr);
+  const byEnv = await run(['create', '--url', server.url], { HOOKY_API_TOKEN: token });
+  assert.is(byEnv.code, 0, byEnv.stderr);
+  for (const out of [byFlag.stdout, byEnv.stdout]) {
+    const id = /\/h\/([A-Za-z0-9_-]+)\n$/.exec(out)?.[1];
+    assert.is((await http('GET', `${server.url}/api/webhooks/${id}`, undefined, { authorization: `Bearer ${token}` })).status, 200);
+  }
+  const none = await run(['create', '--url', server.url]);
+  assert.is(none.code, 1);
+  assert.is(none.stderr, `hooky: ${server.url} requires an API token: pass --token or set HOOKY_API_TOKEN\n`);
+  // The flag wins over the environment.
+  const wrong = await run(['create', '--url', server.url, '--token', 'wrong-token-0123456789'], { HOOKY_API_TOKEN: token });
+  assert.is(wrong.code, 1);
+  assert.is(wrong.stderr, `hooky: ${server.url} did not accept the API token (HTTP 401): check --token or HOOKY_API_TOKEN\n`);
+  assert.not.match(wrong.stderr, 'wrong-token');
 });
 
 create.run();
@@ -245,6 +282,27 @@ listen('an unknown webhook exits 1 with a clear message', async (ctx) => {
   const r = await run(['listen', missing, '--url', server.wsUrl]);
   assert.is(r.code, 1);
   assert.match(r.stderr, `hooky: webhook ${missing} not found on ${server.url}`);
+});
+
+listen('with HOOKY_API_TOKEN on the server: the token gets listen in; without it, or with a wrong one, it exits 1 at once', async (ctx) => {
+  const server = await startServer({ HOOKY_API_TOKEN: token });
+  ctx.cleanup.push(() => server.close());
+  const id = await newWebhook(server.url, token);
+  const p = hooky(['listen', id, '--url', server.url, '--json'], { HOOKY_API_TOKEN: token });
+  ctx.cleanup.push(() => p.stop());
+  await p.waitFor('stderr', /listening for requests to/);
+  const ack = await http('POST', `${server.url}/h/${id}`, 'with a token');
+  await p.waitFor('stdout', /\n/);
+  assert.is((JSON.parse(p.out.stdout) as { id: string }).id, (JSON.parse(ack.text) as { id: string }).id);
+  assert.is(await p.stop(), 0);
+
+  const none = await run(['listen', id, '--url', server.url]);
+  assert.is(none.code, 1);
+  assert.match(none.stderr, `hooky: ${server.url} requires an API token: pass --token or set HOOKY_API_TOKEN\n`);
+  assert.not.match(none.stderr, 'reconnecting');
+  const wrong = await run(['listen', id, '--url', server.url, '--token', 'wrong-token-0123456789']);
+  assert.is(wrong.code, 1);
+  assert.match(wrong.stderr, `hooky: ${server.url} did not accept the API token (HTTP 401): check --token or HOOKY_API_TOKEN\n`);
 });
 
 listen.run();

@@ -1,3 +1,4 @@
+import { createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { createServer as createNetServer, connect, type Server as NetServer, type Socket as NetSocket } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -20,9 +21,9 @@ async function until(check: () => boolean, what: string, ms = 5000): Promise<voi
   }
 }
 
-async function newWebhook(base: string): Promise<string> {
+async function newWebhook(base: string, token?: string): Promise<string> {
   const id = uniqueId('sdk');
-  const res = await http('POST', `${base}/api/webhooks`, JSON.stringify({ id }));
+  const res = await http('POST', `${base}/api/webhooks`, JSON.stringify({ id }), token === undefined ? {} : { authorization: `Bearer ${token}` });
   assert.is(res.status, 201, res.text);
   return id;
 }
@@ -65,8 +66,9 @@ function tapped() {
   const outbound: WireFrame[] = [];
   const created: number[] = [];
   class Tapped extends WS {
-    constructor(url: string, protocols?: string | string[]) {
-      super(url, protocols);
+    // The options carry the token's Authorization header: a subclass of ws must pass them on.
+    constructor(url: string, protocols?: string | string[], options?: WS.ClientOptions) {
+      super(url, protocols, options);
       created.push(Date.now());
       this.on('message', (data) => inbound.push(JSON.parse(String(data)) as WireFrame));
     }
@@ -184,9 +186,9 @@ function scripted() {
     push(frame: object) {
       this.fire('message', { data: JSON.stringify(frame) });
     }
-    drop() {
+    drop(code = 1006, reason = '') {
       this.readyState = 3;
-      this.fire('close', { code: 1006, reason: '' });
+      this.fire('close', { code, reason });
     }
     joins() {
       return this.sent.filter((f) => f.event === 'join');
@@ -411,6 +413,76 @@ replays('a frame the SDK cannot read is an INVALID_FRAME error; an unknown event
   assert.is(rec.of('connected').length, 1);
 });
 
+replays('a join refused by the rate limit (RATE_LIMITED, no ref) is sent again after retryAfterMs; an answered one is not', async (ctx) => {
+  const { client, server, rec } = scriptedClient(ctx);
+  const a = later(client.join('a'));
+  const b = later(client.join('b'));
+  const s = await server.socket(1);
+  s.accept();
+  const [ja, jb] = s.joins();
+  // The server read `a` and refused `b` unread: its refusal cannot name it.
+  const refusedAt = Date.now();
+  s.push({ event: 'error', data: { code: 'RATE_LIMITED', message: 'Too many messages; slow down', retryAfterMs: 60 } });
+  s.push(joinedFrame(ja!.ref, 'a'));
+  await a;
+  await until(() => s.joins().length === 3, 'the join sent again');
+  assert.ok(Date.now() - refusedAt >= 55, `sent again after ${Date.now() - refusedAt} ms`);
+  const again = s.joins()[2]!;
+  assert.is(again.data.webhookId, 'b');
+  assert.is.not(again.ref, jb!.ref);
+  s.push(joinedFrame(again.ref, 'b'));
+  assert.equal(await b, { webhookId: 'b', room: 'webhook:b' });
+  await sleep(150);
+  assert.is(s.joins().length, 3, 'nothing else sent again');
+  assert.equal(
+    rec.of('error').map((e) => e.code),
+    ['RATE_LIMITED'],
+  );
+});
+
+replays('a leave refused by the rate limit is sent again; it resolves, and emits left, once whichever reply comes', async (ctx) => {
+  const { client, server, rec } = scriptedClient(ctx);
+  const joining = later(client.join('w'));
+  const s = await server.socket(1);
+  s.accept();
+  s.push(joinedFrame(s.joins()[0]!.ref));
+  await joining;
+  const leaving = later(client.leave('w'));
+  const leaves = () => s.sent.filter((f) => f.event === 'leave');
+  s.push({ event: 'error', data: { code: 'RATE_LIMITED', message: 'Too many messages; slow down', retryAfterMs: 20 } });
+  await until(() => leaves().length === 2, 'the leave sent again');
+  const [first, second] = leaves();
+  assert.is.not(second!.ref, first!.ref);
+  // Say the first was read after all, late: both sends get a reply.
+  s.push({ event: 'left', data: { webhookId: 'w', room: 'webhook:w' }, ref: second!.ref });
+  s.push({ event: 'left', data: { webhookId: 'w', room: 'webhook:w' }, ref: first!.ref });
+  assert.equal(await leaving, { webhookId: 'w', room: 'webhook:w' });
+  assert.equal(rec.of('left'), [{ webhookId: 'w', room: 'webhook:w' }]);
+});
+
+replays('a close for the rate limit (1008) is a disconnect like any other: reconnect with backoff, rejoin with since', async (ctx) => {
+  const { client, server, got, rec } = scriptedClient(ctx);
+  const joining = later(client.join('w', { since: rid(1) }));
+  const s1 = await server.socket(1);
+  s1.accept();
+  const j1 = s1.joins()[0]!;
+  s1.push(joinedFrame(j1.ref));
+  await joining;
+  s1.push(replay(2, j1.ref));
+  s1.push(replayed(j1.ref, 2));
+  s1.drop(1008, 'rate limit exceeded');
+  const s2 = await server.socket(2);
+  s2.accept();
+  assert.equal(s2.joins()[0]!.data, { webhookId: 'w', since: rid(2) });
+  assert.equal(got, [rid(2)]);
+  assert.equal(rec.of('disconnect'), [{ reason: 'rate limit exceeded', code: 1008 }]);
+  assert.equal(
+    rec.of('reconnecting').map((r) => r.attempt),
+    [1],
+  );
+  assert.is(rec.of('connect_error').length, 0);
+});
+
 replays.run();
 
 // --- against a real server: restart, connect errors, jitter, rooms, stalled links ------------
@@ -617,6 +689,233 @@ rooms('leave resolves on left, and the room is no longer followed', async (ctx) 
 });
 
 rooms.run();
+
+// --- access control and refusals ----------------------------------------------------------------
+
+const token = 'sdk-test-token-0123456789abcdef';
+
+/**
+ * The shape of a browser's WebSocket: a constructor that takes no options and a socket without
+ * `terminate`, so the SDK must send the token as a subprotocol. Underneath it is `ws`, so the
+ * test still sees the status of a refusal, which a real browser would hide.
+ */
+class BrowserLike {
+  static readonly CONNECTING = 0;
+  static readonly OPEN = 1;
+  static readonly CLOSING = 2;
+  static readonly CLOSED = 3;
+  constructor(url: string, protocols?: string | string[]) {
+    return new WS(url, protocols);
+  }
+}
+
+/** A plain HTTP server that records each upgrade request and refuses it with 503. */
+async function upgradeRecorder() {
+  const seen: { url: string; headers: IncomingHttpHeaders }[] = [];
+  const server = createHttpServer();
+  server.on('upgrade', (req: IncomingMessage, socket: NetSocket) => {
+    seen.push({ url: req.url!, headers: req.headers });
+    const body = '{"error":"draining","message":"recorded"}';
+    socket.end(`HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  return { url: `ws://127.0.0.1:${port}/ws`, seen, close: () => new Promise((r) => server.close(r)) };
+}
+
+/** Makes `Base` count the sockets made from it. */
+function counting<T extends new (...args: any[]) => object>(Base: T) {
+  const created: number[] = [];
+  const Counted = class extends Base {
+    constructor(...args: any[]) {
+      super(...args);
+      created.push(Date.now());
+    }
+  };
+  return { Counted, created };
+}
+
+/** Waits for a join to reject, and returns its error. */
+const rejection = (p: Promise<unknown>) =>
+  p.then(
+    () => assert.unreachable('resolved') as never,
+    (e: unknown) => e as HookyError,
+  );
+
+const access = withCleanup('access control and refusals');
+
+access('the token goes as Authorization: Bearer with ws, as a hooky.token subprotocol with a browser-shaped class, never in the URL', async (ctx) => {
+  const recorder = await upgradeRecorder();
+  ctx.cleanup.push(recorder.close);
+  for (const WebSocket of [undefined, BrowserLike]) {
+    const client = createClient(recorder.url, { token, minDelayMs: 10_000, ...(WebSocket ? { WebSocket } : {}) });
+    ctx.cleanup.push(() => client.close());
+    const rec = record(client);
+    await until(() => rec.of('connect_error').length === 1, 'the refused attempt');
+    // 503 is worth retrying: the next attempt is announced, nothing is rejected.
+    assert.is(rec.of('connect_error')[0]!.status, 503);
+    assert.is(rec.of('reconnecting').length, 1);
+    assert.is(rec.of('error').length, 0);
+    await client.close();
+  }
+  const [node, browser] = recorder.seen;
+  assert.is(node!.headers.authorization, `Bearer ${token}`);
+  assert.is(node!.headers['sec-websocket-protocol'], 'hooky.v1');
+  assert.is(browser!.headers.authorization, undefined);
+  assert.is(browser!.headers['sec-websocket-protocol'], `hooky.v1,hooky.token.${token}`);
+  for (const { url } of recorder.seen) assert.is(url, '/ws');
+});
+
+access('with HOOKY_API_TOKEN set, both transports connect, join and receive', async (ctx) => {
+  const server = await startServer({ HOOKY_API_TOKEN: token });
+  ctx.cleanup.push(() => server.close());
+  const id = await newWebhook(server.url, token);
+  const clients = [createClient(server.url, { token }), createClient(server.url, { token, WebSocket: BrowserLike })];
+  ctx.cleanup.push(() => Promise.all(clients.map((c) => c.close())));
+  const recs = clients.map(record);
+  await Promise.all(clients.map((c) => c.join(id)));
+  const sent = await capture(server.url, id);
+  await until(() => recs.every((r) => r.of('new-request').length === 1), 'the request on both');
+  for (const r of recs) {
+    assert.is(r.of('new-request')[0]!.id, sent);
+    assert.is(r.of('connect_error').length, 0);
+  }
+});
+
+access('a missing or wrong token is refused for good: one attempt, connect_error 401, join rejects REFUSED, error says why', async (ctx) => {
+  const server = await startServer({ HOOKY_API_TOKEN: token });
+  ctx.cleanup.push(() => server.close());
+  const id = await newWebhook(server.url, token);
+  // A subclass of ws that drops its third argument loses the Authorization header on the way.
+  class TwoArguments extends WS {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols);
+    }
+  }
+  const cases = [
+    { given: undefined, Base: WS, why: 'it requires an API token (the `token` option)' },
+    { given: 'wrong-token-0123456789abcdef', Base: WS, why: 'it did not accept the token' },
+    { given: 'wrong-token-0123456789abcdef', Base: BrowserLike, why: 'it did not accept the token' },
+    { given: token, Base: TwoArguments, why: 'the token was not sent: a WebSocket class extending ws must pass its third constructor argument on to super()' },
+  ];
+  for (const { given, Base, why } of cases) {
+    const { Counted, created } = counting(Base as new (...args: any[]) => object);
+    const client = createClient(server.url, { WebSocket: Counted, minDelayMs: 20, ...(given === undefined ? {} : { token: given }) });
+    ctx.cleanup.push(() => client.close());
+    const rec = record(client);
+    const err = await rejection(client.join(id));
+    assert.instance(err, HookyError);
+    assert.is(err.code, 'REFUSED');
+    assert.is(err.status, 401);
+    assert.is(err.message, `the server refused the connection with HTTP 401 (unauthorized): ${why}; not retrying`);
+    const [refused] = rec.of('connect_error');
+    assert.is(refused!.status, 401);
+    assert.is(refused!.code, 'unauthorized');
+    assert.equal(rec.of('error'), [{ code: 'REFUSED', message: err.message, status: 401, error: 'unauthorized' }]);
+    assert.ok(rec.first('connect_error') < rec.first('error'));
+    await sleep(150); // several backoff waits of 10–20 ms
+    assert.is(created.length, 1, 'a single attempt');
+    assert.is(rec.of('reconnecting').length, 0);
+    assert.is(rec.of('connect_error').length, 1);
+    // It stays stopped, and says why to a later join too.
+    assert.is((await rejection(client.join(id))).code, 'REFUSED');
+    await client.close();
+    await client.close();
+  }
+});
+
+access('a foreign origin (403), a missing hooky.v1 (400) and WebSocket version 8 (426) stop the client too', async (ctx) => {
+  const server = await startServer({ HOOKY_ALLOWED_ORIGINS: 'https://app.example.com' });
+  ctx.cleanup.push(() => server.close());
+  class ForeignOrigin extends WS {
+    constructor(url: string, protocols?: string | string[], options?: WS.ClientOptions) {
+      super(url, protocols, { ...options, origin: 'https://evil.example' });
+    }
+  }
+  class OtherProtocol extends WS {
+    constructor(url: string) {
+      super(url, 'graphql-ws');
+    }
+  }
+  class OldVersion extends WS {
+    constructor(url: string, protocols?: string | string[], options?: WS.ClientOptions) {
+      super(url, protocols, { ...options, protocolVersion: 8 });
+    }
+  }
+  const cases = [
+    { Base: ForeignOrigin, status: 403, code: 'forbidden_origin' },
+    { Base: OtherProtocol, status: 400, code: 'unsupported_protocol' },
+    { Base: OldVersion, status: 426, code: 'upgrade_required' },
+  ];
+  for (const { Base, status, code } of cases) {
+    const { Counted, created } = counting(Base);
+    const client = createClient(server.url, { WebSocket: Counted, minDelayMs: 20 });
+    ctx.cleanup.push(() => client.close());
+    const rec = record(client);
+    const err = await rejection(client.join('anything'));
+    assert.is(err.code, 'REFUSED', code);
+    assert.is(err.status, status);
+    assert.is(err.data.error, code);
+    assert.match(err.message, new RegExp(`^the server refused the connection with HTTP ${status} \\(${code}\\): [^:]+; not retrying$`));
+    assert.is(rec.of('connect_error')[0]!.status, status);
+    await sleep(150);
+    assert.is(created.length, 1, `${code}: a single attempt`);
+    assert.is(rec.of('reconnecting').length, 0);
+  }
+});
+
+access('503 too_many_connections is retried with backoff until a connection frees up', async (ctx) => {
+  const server = await startServer({ HOOKY_MAX_CONNECTIONS: '1' });
+  ctx.cleanup.push(() => server.close());
+  const id = await newWebhook(server.url);
+  const first = createClient(server.url);
+  ctx.cleanup.push(() => first.close());
+  await first.join(id);
+  const second = createClient(server.url, { minDelayMs: 50 });
+  ctx.cleanup.push(() => second.close());
+  const rec = record(second);
+  const joining = later(second.join(id));
+  await until(() => rec.of('connect_error').length >= 3 && rec.of('reconnecting').length >= 3, 'three refused attempts, each followed by a retry');
+  for (const e of rec.of('connect_error')) {
+    assert.is(e.status, 503);
+    assert.is(e.code, 'too_many_connections');
+  }
+  assert.is(rec.of('error').length, 0);
+  await first.close();
+  assert.equal(await joining, { webhookId: id, room: `webhook:${id}`, last: null });
+  assert.is(rec.of('connected').length, 1);
+});
+
+access.run();
+
+const rate = withCleanup('rate limit');
+
+rate('joins over HOOKY_WS_RATE_LIMIT are sent again after retryAfterMs and all complete, without a 1008 close', async (ctx) => {
+  // A bucket of 2, refilled at 2 per second: of three joins sent at once, the third is refused.
+  const server = await startServer({ HOOKY_WS_RATE_LIMIT: '2', HOOKY_WS_RATE_BURST: '2' });
+  ctx.cleanup.push(() => server.close());
+  const ids = [await newWebhook(server.url), await newWebhook(server.url), await newWebhook(server.url)];
+  const tap = tapped();
+  const client = createClient(server.url, { WebSocket: tap.Tapped });
+  ctx.cleanup.push(() => client.close());
+  const rec = record(client);
+  await Promise.all(ids.map((id) => client.join(id)));
+  const [limited] = rec.of('error');
+  assert.is(limited!.code, 'RATE_LIMITED');
+  assert.ok(typeof limited!.retryAfterMs === 'number' && limited!.retryAfterMs > 0, JSON.stringify(limited));
+  assert.equal(
+    tap.outbound.filter((f) => f.event === 'join').map((f) => f.data.webhookId),
+    [...ids, ids[2]],
+  );
+  // The room is really joined: its requests arrive.
+  const sent = await capture(server.url, ids[2]!);
+  await until(() => rec.of('new-request').length === 1, 'the request');
+  assert.is(rec.of('new-request')[0]!.id, sent);
+  assert.is(rec.of('disconnect').length, 0);
+  assert.is(rec.of('connected').length, 1);
+});
+
+rate.run();
 
 // --- stalled links ---------------------------------------------------------------------------
 

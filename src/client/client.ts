@@ -1,10 +1,10 @@
 import ReconnectingWebSocketModule from 'reconnecting-websocket';
 import * as v from 'valibot';
-import { CapturedRequestSchema, PROTOCOL, roomOf, type CapturedRequest, type WsErrorCode } from '../protocol.js';
+import { CapturedRequestSchema, PROTOCOL, roomOf, TOKEN_PROTOCOL_PREFIX, type CapturedRequest, type WsErrorCode } from '../protocol.js';
 import { backoffDelay } from './backoff.js';
 import { createEmitter } from './emitter.js';
 import { createRoom, endReplay, floorId, interrupt, receive, resumeFrom, type RoomState } from './rooms.js';
-import { loadWebSocket, socketClass, type Refusal, type Socket, type WebSocketClass } from './socket.js';
+import { loadWebSocket, socketClass, tokenTransport, type Refusal, type Socket, type TokenTransport, type WebSocketClass } from './socket.js';
 
 // The package ships CommonJS (`module.exports = Class`) under typings that declare a default
 // export: Node's ESM loader hands us the class itself, a bundler's interop may wrap it in
@@ -15,6 +15,11 @@ const ReconnectingWebSocket: RwsClass =
   (ReconnectingWebSocketModule as unknown as { default?: RwsClass }).default ?? (ReconnectingWebSocketModule as unknown as RwsClass);
 
 export interface ClientOptions {
+  /**
+   * The server's API token (`HOOKY_API_TOKEN`). Sent as `Authorization: Bearer` by `ws` (Node),
+   * as the `hooky.token.<token>` subprotocol by a browser's WebSocket; never in the URL.
+   */
+  token?: string;
   /** WebSocket class to use; default the platform's, or the `ws` package in Node 20. */
   WebSocket?: WebSocketClass;
   /** Base of the first reconnect wait, ms. Default 500. */
@@ -44,16 +49,22 @@ const defaults = {
   pingIntervalMs: 15_000,
   maxMissedPongs: 2, // dead after 2 unanswered pings: at most 3 × 15 s after the last frame
   stableAfterMs: 5_000,
-} satisfies Required<Omit<ClientOptions, 'WebSocket'>>;
+} satisfies Required<Omit<ClientOptions, 'WebSocket' | 'token'>>;
 
-/** Codes a rejected promise or an `error` event may carry: the server's, and three of the SDK's. */
-export type ClientErrorCode = WsErrorCode | 'INVALID_FRAME' | 'LEFT' | 'CLOSED';
+/**
+ * Codes a rejected promise or an `error` event may carry: the server's, and four of the SDK's.
+ * `REFUSED`: the server refused the upgrade for good (bad token, origin, protocol); the client
+ * has stopped.
+ */
+export type ClientErrorCode = WsErrorCode | 'INVALID_FRAME' | 'LEFT' | 'CLOSED' | 'REFUSED';
 
 /** The data of an `error` event: the server's `{code, message, …}`. */
 export interface ErrorData {
   code: ClientErrorCode;
   message: string;
   webhookId?: string;
+  /** `REFUSED`: the HTTP status of the refused upgrade. */
+  status?: number;
   [extra: string]: unknown;
 }
 
@@ -86,11 +97,14 @@ export interface ClientEvents {
 /** Rejection of `join` or `leave`. */
 export class HookyError extends Error {
   readonly code: ClientErrorCode;
+  /** `REFUSED`: the HTTP status of the refused upgrade (401, 403, 400, 426). */
+  readonly status: number | undefined;
   readonly data: ErrorData;
   constructor(data: ErrorData) {
     super(data.message);
     this.name = 'HookyError';
     this.code = data.code;
+    this.status = data.status;
     this.data = data;
   }
 }
@@ -132,6 +146,17 @@ type Frame = { [K in FrameName]: { event: K; data: v.InferOutput<(typeof frameDa
 /** Failures no retry can fix: the room is dropped and its `join` rejected. Others are retried. */
 const transient = new Set<string>(['RATE_LIMITED', 'INTERNAL']);
 
+/**
+ * Refused upgrades that no retry can fix: a missing or wrong token (401), a foreign origin (403),
+ * no hooky.v1 (400), a WebSocket version other than 13 (426). The client stops on them. Every
+ * other refusal (503 while draining or full, a proxy's 502 or 404 during a deploy) is retried.
+ */
+const permanent = new Set([400, 401, 403, 426]);
+
+// What the server accepts in HOOKY_API_TOKEN (src/config.ts): characters valid both in a header
+// and in a subprotocol name, so either transport carries the token unchanged.
+const tokenPattern = /^[A-Za-z0-9._~+-]+$/;
+
 interface Waiter {
   resolve(data: ClientEvents['joined']): void;
   reject(err: HookyError): void;
@@ -148,8 +173,16 @@ interface Entry {
 }
 
 type Pending =
-  | { kind: 'join'; webhookId: string; page: boolean }
-  | { kind: 'leave'; webhookId: string; resolve(data: ClientEvents['left']): void; reject(err: HookyError): void };
+  /** `answered`: its `joined` arrived (a replay may still be running). */
+  | { kind: 'join'; webhookId: string; page: boolean; answered: boolean }
+  | {
+      kind: 'leave';
+      webhookId: string;
+      /** Resolved or rejected: a reply to an earlier send of the same leave is then ignored. */
+      settled: boolean;
+      resolve(data: ClientEvents['left']): void;
+      reject(err: HookyError): void;
+    };
 
 /**
  * Connects to a hooky server's `/ws` and keeps the connection: reconnects with jittered backoff,
@@ -183,6 +216,8 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
   const opened = new WeakSet<object>();
   const refusals = new WeakMap<object, Refusal>();
   const retryTimers = new Set<ReturnType<typeof setTimeout>>();
+  // Requests a RATE_LIMITED refusal may have been about, to send again (see `throttled`).
+  const suspects = new Set<number | string>();
 
   let rws: Rws | undefined;
   let link: Socket | undefined; // the open socket, if any
@@ -192,6 +227,10 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
   let failures = 0; // attempts since the last connection that lasted stableAfterMs
   let closed = false;
   let closing: Promise<void> | undefined;
+  let stopped: ErrorData | undefined; // why the client closed: CLOSED, or a REFUSED upgrade
+  let transport: TokenTransport | undefined; // how the token travels, once the class is known
+  let resend: ReturnType<typeof setTimeout> | undefined;
+  let resendDelay = 0;
   let told = false; // `disconnect` already emitted for the current link
   let linkError: string | undefined;
   let missed = 0;
@@ -209,7 +248,7 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
   function sendJoin(entry: Entry, page = false) {
     const ref = ++refs;
     const since = resumeFrom(entry.room);
-    pending.set(ref, { kind: 'join', webhookId: entry.room.webhookId, page });
+    pending.set(ref, { kind: 'join', webhookId: entry.room.webhookId, page, answered: false });
     entry.joinRef = ref;
     entry.room.replaying = since !== undefined;
     send({ event: 'join', data: since === undefined ? { webhookId: entry.room.webhookId } : { webhookId: entry.room.webhookId, since }, ref });
@@ -220,9 +259,123 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
     for (const w of entry.waiters.splice(0)) w.reject(new HookyError(err));
   }
 
+  function settleLeave(p: Extract<Pending, { kind: 'leave' }>, outcome: { left: ClientEvents['left'] } | { err: HookyError }): boolean {
+    if (p.settled) return false;
+    p.settled = true;
+    if ('left' in outcome) p.resolve(outcome.left);
+    else p.reject(outcome.err);
+    return true;
+  }
+
+  /** The server drops every membership with the connection: a pending leave is done. */
+  function endLeaves() {
+    for (const p of pending.values()) if (p.kind === 'leave') settleLeave(p, { left: { webhookId: p.webhookId, room: roomOf(p.webhookId) } });
+  }
+
+  const unanswered = (p: Pending) => (p.kind === 'join' ? !p.answered : !p.settled);
+
+  /**
+   * The server's rate limit refused a frame. It did not read it, so the refusal carries no ref:
+   * any request still unanswered may be the one. After `retryAfterMs`, each of them that is
+   * still unanswered then is sent again, one per `retryAfterMs`, which is the pace the server's
+   * bucket refills at. Sending a join or a leave twice does no harm: the server treats both as
+   * idempotent, and the reply to the superseded ref is ignored.
+   */
+  function throttled(retryAfterMs: unknown) {
+    resendDelay = typeof retryAfterMs === 'number' && retryAfterMs >= 0 ? Math.min(retryAfterMs, o.maxDelayMs) : o.minDelayMs;
+    for (const [ref, p] of pending) if (unanswered(p)) suspects.add(ref);
+    // Nothing unanswered: the refused frame was a ping, which the next one replaces.
+    if (suspects.size > 0) resend ??= setTimeout(resendOne, resendDelay);
+  }
+
+  function resendOne() {
+    resend = undefined;
+    for (const ref of suspects) {
+      suspects.delete(ref);
+      const p = pending.get(ref);
+      if (!p || !unanswered(p)) continue;
+      if (p.kind === 'join') {
+        const entry = rooms.get(p.webhookId);
+        pending.delete(ref);
+        // Not superseded by a leave or a newer join: send it again, under a new ref.
+        if (!entry || entry.joinRef !== ref) continue;
+        sendJoin(entry, p.page);
+      } else {
+        // Both refs lead to the same leave: whichever reply comes first settles it.
+        const again = ++refs;
+        pending.set(again, p);
+        send({ event: 'leave', data: { webhookId: p.webhookId }, ref: again });
+      }
+      break;
+    }
+    if (suspects.size > 0) resend = setTimeout(resendOne, resendDelay);
+  }
+
+  function stopResending() {
+    clearTimeout(resend);
+    resend = undefined;
+    suspects.clear();
+  }
+
+  /** Stops for good: every pending join rejects with `why`, the socket closes, nothing reconnects. */
+  function shutdown(why: ErrorData): Promise<void> {
+    if (closing) return closing;
+    closed = true;
+    stopped = why;
+    if (waiting) {
+      clearTimeout(waiting.timer);
+      waiting.resolve();
+    }
+    clearInterval(heartbeat);
+    clearTimeout(stable);
+    for (const t of retryTimers) clearTimeout(t);
+    stopResending();
+    for (const entry of rooms.values()) drop(entry, { ...why, webhookId: entry.room.webhookId });
+    endLeaves();
+    pending.clear();
+    link = undefined;
+    connectionId = undefined;
+    rws?.close(1000, 'client closed');
+    closing = settle(sockets);
+    return closing;
+  }
+
+  /**
+   * An upgrade refused for a reason no retry can fix. Retrying a wrong token forever would only
+   * fill the server's log with 401s and hide the mistake behind `reconnecting` events: stop,
+   * reject every pending join with REFUSED, and say why in one `error`.
+   */
+  function refuse(refusal: Refusal, cause: ConnectError) {
+    if (closed) return; // a connect_error listener has closed the client already
+    const data: ErrorData = {
+      code: 'REFUSED',
+      message: `the server refused the connection with HTTP ${refusal.status}${cause.code ? ` (${cause.code})` : ''}: ${diagnose(refusal)}; not retrying`,
+      status: refusal.status,
+      ...(cause.code === undefined ? {} : { error: cause.code }),
+    };
+    void shutdown(data);
+    events.emit('error', data);
+  }
+
+  function diagnose(refusal: Refusal): string {
+    if (refusal.status === 401) {
+      if (o.token === undefined) return 'it requires an API token (the `token` option)';
+      if (transport === 'header' && !refusal.authorization) {
+        return 'the token was not sent: a WebSocket class extending ws must pass its third constructor argument on to super()';
+      }
+      return 'it did not accept the token';
+    }
+    if (refusal.status === 403) return 'this Origin is not in its HOOKY_ALLOWED_ORIGINS';
+    const said = (refusal.body as { message?: unknown } | null)?.message;
+    return typeof said === 'string' ? said : 'no retry can change that';
+  }
+
   // Waits out the backoff inside the URL provider: reconnecting-websocket awaits it before each
   // attempt, and its own delays are set to 0, so every wait is ours and freshly jittered.
   async function nextUrl(): Promise<string> {
+    // reconnecting-websocket asks for the next URL even when the attempt that failed has made us
+    // stop (a refusal): with `closed` set it will not open a socket, so no wait and no event.
+    if (closed) return target;
     if (started) {
       const attempt = ++failures;
       const delay = backoffDelay(attempt, o);
@@ -273,8 +426,9 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
     clearTimeout(stable);
     for (const t of retryTimers) clearTimeout(t);
     retryTimers.clear();
-    // The server drops every membership with the connection: a pending leave is done.
-    for (const p of pending.values()) if (p.kind === 'leave') p.resolve({ webhookId: p.webhookId, room: roomOf(p.webhookId) });
+    // A new connection starts with a full bucket, and the open handler rejoins every room.
+    stopResending();
+    endLeaves();
     pending.clear();
     for (const entry of rooms.values()) {
       entry.joined = false;
@@ -296,7 +450,9 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
       return;
     }
     const refusal = typeof target === 'object' && target !== null ? refusals.get(target) : undefined;
-    events.emit('connect_error', describe(refusal, message, error, o.connectTimeoutMs));
+    const cause = describe(refusal, message, error, o.connectTimeoutMs);
+    events.emit('connect_error', cause);
+    if (refusal && permanent.has(refusal.status)) refuse(refusal, cause);
   }
 
   function onMessage(raw: unknown) {
@@ -317,6 +473,7 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
         // A reply to a join that a leave (or a newer join) has superseded.
         if (!entry || ref !== entry.joinRef) return void pending.delete(ref);
         const p = pending.get(ref);
+        if (p?.kind === 'join') p.answered = true;
         // Without a replay to follow, the join is complete.
         if (!entry.room.replaying) {
           pending.delete(ref);
@@ -354,7 +511,8 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
         const p = ref === undefined ? undefined : pending.get(ref);
         if (p?.kind === 'leave') {
           pending.delete(ref!);
-          p.resolve(frame.data);
+          // The reply to the other send of a leave sent twice (see `throttled`) says nothing new.
+          if (!settleLeave(p, { left: frame.data })) return;
         }
         return events.emit('left', frame.data);
       }
@@ -371,7 +529,8 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
   function onServerError(err: ErrorData, ref: number | string | undefined) {
     const p = ref === undefined ? undefined : pending.get(ref);
     if (p) pending.delete(ref!);
-    if (p?.kind === 'leave') p.reject(new HookyError(err));
+    if (p?.kind === 'leave') settleLeave(p, { err: new HookyError(err) });
+    if (err.code === 'RATE_LIMITED' && ref === undefined) throttled(err.retryAfterMs);
     if (p?.kind === 'join') {
       const entry = rooms.get(p.webhookId);
       if (entry && entry.joinRef === ref) {
@@ -398,14 +557,19 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
   loadWebSocket(o.WebSocket).then(
     (Base) => {
       if (closed) return;
-      const WebSocket = socketClass(Base, {
-        created(s) {
+      // Never in the URL: a query string ends up in access logs, proxy logs and browser history.
+      transport = o.token === undefined ? undefined : tokenTransport(Base);
+      const hooks = {
+        created(s: Socket) {
           sockets.add(s);
           s.addEventListener('close', () => sockets.delete(s));
         },
-        refused: (s, r) => refusals.set(s, r),
-      });
-      rws = new ReconnectingWebSocket(nextUrl, PROTOCOL, {
+        refused: (s: Socket, r: Refusal) => refusals.set(s, r),
+      };
+      const WebSocket = socketClass(Base, hooks, transport === 'header' ? { authorization: `Bearer ${o.token}` } : undefined);
+      // The server selects hooky.v1, never the token's entry, so the token is not echoed back.
+      const protocols = transport === 'protocol' ? [PROTOCOL, `${TOKEN_PROTOCOL_PREFIX}${o.token}`] : PROTOCOL;
+      rws = new ReconnectingWebSocket(nextUrl, protocols, {
         WebSocket,
         // Delays are waited out in nextUrl, with per-attempt jitter.
         minReconnectionDelay: 0,
@@ -430,7 +594,7 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
     off: events.off,
 
     join(webhookId, { since } = {}) {
-      if (closed) return Promise.reject(new HookyError({ code: 'CLOSED', message: 'the client is closed', webhookId }));
+      if (closed) return Promise.reject(new HookyError({ ...(stopped ?? { code: 'CLOSED', message: 'the client is closed' }), webhookId }));
       let entry = rooms.get(webhookId);
       if (entry?.joined) return Promise.resolve({ webhookId, room: roomOf(webhookId) });
       if (!entry) {
@@ -449,29 +613,13 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
       // Not connected: the server holds no membership to end.
       if (!link || closed) return Promise.resolve(left);
       const ref = ++refs;
-      const p = new Promise<ClientEvents['left']>((resolve, reject) => pending.set(ref, { kind: 'leave', webhookId, resolve, reject }));
+      const p = new Promise<ClientEvents['left']>((resolve, reject) => pending.set(ref, { kind: 'leave', webhookId, settled: false, resolve, reject }));
       send({ event: 'leave', data: { webhookId }, ref });
       return p;
     },
 
     close() {
-      if (closing) return closing;
-      closed = true;
-      if (waiting) {
-        clearTimeout(waiting.timer);
-        waiting.resolve();
-      }
-      clearInterval(heartbeat);
-      clearTimeout(stable);
-      for (const t of retryTimers) clearTimeout(t);
-      for (const entry of rooms.values()) drop(entry, { code: 'CLOSED', message: 'the client is closed', webhookId: entry.room.webhookId });
-      for (const p of pending.values()) if (p.kind === 'leave') p.resolve({ webhookId: p.webhookId, room: roomOf(p.webhookId) });
-      pending.clear();
-      link = undefined;
-      connectionId = undefined;
-      rws?.close(1000, 'client closed');
-      closing = settle(sockets);
-      return closing;
+      return shutdown({ code: 'CLOSED', message: 'the client is closed' });
     },
 
     get connectionId() {
@@ -490,7 +638,12 @@ function resolveOptions(options: ClientOptions) {
     }
     o[key] = value;
   }
-  return { ...o, WebSocket: options.WebSocket };
+  const { token } = options;
+  // The token itself stays out of the message: it may end up in a log.
+  if (token !== undefined && (typeof token !== 'string' || !tokenPattern.test(token))) {
+    throw new TypeError('hooky client: option token must be a non-empty string of A-Z a-z 0-9 . _ ~ + - (what HOOKY_API_TOKEN allows)');
+  }
+  return { ...o, WebSocket: options.WebSocket, token };
 }
 
 /**

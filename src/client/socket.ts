@@ -3,8 +3,24 @@
  * module statically, so the SDK bundles for the browser on its own.
  */
 
-/** A WebSocket constructor: the browser's, `ws`'s, or any class with the same shape. */
+/**
+ * A WebSocket constructor: the browser's, `ws`'s, or any class with the same shape. `ws` and
+ * classes extending it also take a third argument, the options, which carries the token's header.
+ */
 export type WebSocketClass = new (url: string, protocols?: string | string[]) => object;
+
+/** How a socket made by the class can carry the API token: a header, or only a subprotocol. */
+export type TokenTransport = 'header' | 'protocol';
+
+/**
+ * `ws` (and any class extending it: it has `terminate`, which no browser WebSocket has) takes
+ * `{headers}` as its third argument, so the token goes as `Authorization: Bearer`, the header
+ * proxies and log tools know to redact. Every other class gets the `hooky.token.<token>`
+ * subprotocol: a browser's WebSocket cannot set headers at all.
+ */
+export function tokenTransport(Base: WebSocketClass): TokenTransport {
+  return typeof (Base.prototype as { terminate?: unknown } | undefined)?.terminate === 'function' ? 'header' : 'protocol';
+}
 
 /** What the client needs of a socket; both the browser's WebSocket and `ws` have it. */
 export interface Socket {
@@ -19,12 +35,17 @@ export interface Socket {
 export interface Refusal {
   status: number;
   body: unknown;
+  /** The handshake carried an Authorization header. */
+  authorization: boolean;
 }
 
 /** The shape of a `ws` socket: an EventEmitter, which tells `unexpected-response` with the status. */
 interface NodeSocket {
   on(event: 'error', listener: (err: Error) => void): void;
-  on(event: 'unexpected-response', listener: (req: unknown, res: ResponseLike) => void): void;
+  on(event: 'unexpected-response', listener: (req: RequestLike, res: ResponseLike) => void): void;
+}
+interface RequestLike {
+  getHeader?(name: string): unknown;
 }
 interface ResponseLike {
   statusCode?: number;
@@ -52,17 +73,23 @@ export async function loadWebSocket(given?: WebSocketClass): Promise<WebSocketCl
  *   which would crash the process on a timed-out attempt. While reconnecting-websocket listens it
  *   reports the error itself; this listener only keeps a late one from becoming uncaught.
  */
-export function socketClass(Base: WebSocketClass, hooks: { created(s: Socket): void; refused(s: Socket, r: Refusal): void }): WebSocketClass {
+export function socketClass(
+  Base: WebSocketClass,
+  hooks: { created(s: Socket): void; refused(s: Socket, r: Refusal): void },
+  headers?: Record<string, string>,
+): WebSocketClass {
   const Mixin = Base as new (...args: any[]) => object;
   return class HookySocket extends Mixin {
     constructor(url: string, protocols?: string | string[]) {
-      super(url, protocols);
+      // `ws`'s options; passed only when there are headers, so no other class sees a third argument.
+      if (headers) super(url, protocols, { headers });
+      else super(url, protocols);
       const socket = this as unknown as Socket;
       hooks.created(socket);
       const node = this as unknown as Partial<NodeSocket>;
       if (typeof node.on !== 'function') return;
       node.on('error', () => undefined);
-      node.on('unexpected-response', (_req, res) => {
+      node.on('unexpected-response', (req, res) => {
         const chunks: Uint8Array[] = [];
         let size = 0;
         res.on('data', (chunk) => {
@@ -70,7 +97,8 @@ export function socketClass(Base: WebSocketClass, hooks: { created(s: Socket): v
           size += chunk.length;
         });
         const done = () => {
-          hooks.refused(socket, { status: res.statusCode ?? 0, body: parseBody(chunks) });
+          const authorization = req.getHeader?.('authorization') !== undefined;
+          hooks.refused(socket, { status: res.statusCode ?? 0, body: parseBody(chunks), authorization });
           // Still CONNECTING: `ws` aborts the handshake, then emits `error` and `close`.
           socket.close();
         };
