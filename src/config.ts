@@ -168,6 +168,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
   const e = result.output;
+  // A client rejoining every room after a reconnect sends one join per room at once. The bucket
+  // takes a burst; more than a burst refused within the strike window closes it (1008).
+  if (e.HOOKY_WS_RATE_LIMIT > 0 && e.HOOKY_MAX_ROOMS > 2 * e.HOOKY_WS_RATE_BURST) {
+    throw new ConfigError([
+      `HOOKY_WS_RATE_BURST=${e.HOOKY_WS_RATE_BURST}: must be at least half of HOOKY_MAX_ROOMS (${e.HOOKY_MAX_ROOMS}), or a client rejoining its rooms after a reconnect is closed for its rate`,
+    ]);
+  }
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,

@@ -10,6 +10,7 @@ import {
   EnvelopeSchema,
   PROTOCOL,
   roomOf,
+  TOKEN_PROTOCOL_PREFIX,
   wsErrorMessages,
   type ClientEvent,
   type Ref,
@@ -66,7 +67,10 @@ const unsupportedProtocol = errorBody('unsupported_protocol', `The WebSocket mus
   supported: [PROTOCOL],
 });
 const drainingBody = errorBody('draining');
-const unauthorizedBody = errorBody('unauthorized');
+const unauthorizedBody = errorBody(
+  'unauthorized',
+  `A valid API token is required: send Authorization: Bearer <token>, or from a browser the subprotocol ${TOKEN_PROTOCOL_PREFIX}<token> beside ${PROTOCOL}`,
+);
 const forbiddenOriginBody = errorBody('forbidden_origin');
 const tooManyConnectionsBody = errorBody('too_many_connections');
 const badVersionBody = errorBody('upgrade_required', 'Only WebSocket version 13 (RFC 6455) is spoken here', { protocols: [PROTOCOL] });

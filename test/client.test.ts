@@ -892,7 +892,7 @@ const rate = withCleanup('rate limit');
 
 rate('joins over HOOKY_WS_RATE_LIMIT are sent again after retryAfterMs and all complete, without a 1008 close', async (ctx) => {
   // A bucket of 2, refilled at 2 per second: of three joins sent at once, the third is refused.
-  const server = await startServer({ HOOKY_WS_RATE_LIMIT: '2', HOOKY_WS_RATE_BURST: '2' });
+  const server = await startServer({ HOOKY_WS_RATE_LIMIT: '2', HOOKY_WS_RATE_BURST: '2', HOOKY_MAX_ROOMS: '3' });
   ctx.cleanup.push(() => server.close());
   const ids = [await newWebhook(server.url), await newWebhook(server.url), await newWebhook(server.url)];
   const tap = tapped();

@@ -88,4 +88,10 @@ test('every problem is listed in one error', () => {
   assert.match(message, /PORT="70000": must be at most 65535/);
 });
 
+test('the rate burst must cover a rejoin of every room', () => {
+  assert.throws(() => loadConfig({ HOOKY_MAX_ROOMS: '401', HOOKY_WS_RATE_BURST: '200' }), /HOOKY_WS_RATE_BURST=200: must be at least half of HOOKY_MAX_ROOMS \(401\)/);
+  assert.is(loadConfig({ HOOKY_MAX_ROOMS: '400', HOOKY_WS_RATE_BURST: '200' }).maxRooms, 400);
+  assert.is(loadConfig({ HOOKY_MAX_ROOMS: '401', HOOKY_WS_RATE_BURST: '200', HOOKY_WS_RATE_LIMIT: '0' }).maxRooms, 401);
+});
+
 test.run();

@@ -460,7 +460,7 @@ protocol.run();
 
 // --- Limits: connections, message rate ----------------------------------------------------
 
-const limits = withServer('limits', { HOOKY_MAX_CONNECTIONS: '3', HOOKY_WS_RATE_LIMIT: '1', HOOKY_WS_RATE_BURST: '5' });
+const limits = withServer('limits', { HOOKY_MAX_CONNECTIONS: '3', HOOKY_WS_RATE_LIMIT: '1', HOOKY_WS_RATE_BURST: '5', HOOKY_MAX_ROOMS: '10' });
 
 limits('upgrades past HOOKY_MAX_CONNECTIONS are refused 503 too_many_connections with Retry-After', async (ctx) => {
   const cs = await Promise.all([1, 2, 3].map(() => openClient(ctx.s.wsUrl)));
