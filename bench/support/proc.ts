@@ -149,6 +149,9 @@ export function startHooky(opts: HookyOptions): Promise<Target> {
       DATABASE_URL: opts.databaseUrl,
       HOOKY_LOG_LEVEL: 'info',
       HOOKY_BENCH_NOOP: '1',
+      // Retention would delete rows while "lost = 2xx − rows" is being counted.
+      HOOKY_RETENTION_MAX_REQUESTS: '0',
+      HOOKY_RETENTION_MAX_AGE_HOURS: '0',
       ...opts.env,
     },
     /hooky listening on http:\/\/[^:]+:(\d+)/,
