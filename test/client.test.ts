@@ -3,6 +3,7 @@ import { createServer as createNetServer, connect, type Server as NetServer, typ
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { http } from './support/http.js';
+import { figures } from './support/observe.js';
 import { freePort, withCleanup, type CleanupCtx } from './support/suite.js';
 import WS from 'ws';
 import { backoffDelay, createClient, HookyError, toWsUrl, type ClientEvents, type HookyClient } from '../src/client/index.js';
@@ -547,9 +548,7 @@ restart('restart while joined to two rooms: disconnect, growing delays, rejoin, 
   );
   const replayedIds = tap.inbound.filter((f) => f.event === 'new-request' && f.ref !== undefined).map((f) => f.data.id as string);
   assert.equal(replayedIds.sort(), [...sent[a]!.slice(1, 4), sent[b]![1]!].sort());
-  if (process.env.HOOKY_TEST_LOG === '1') {
-    console.log('restart: waits', retries.map((r) => r.delay), 'delivered', { a: got[a]!.length, b: got[b]!.length }, 'replayed', replayedIds.length);
-  }
+  figures('SDK across a server restart', { waits: retries.map((r) => r.delay), delivered: { a: got[a]!.length, b: got[b]!.length }, replayed: replayedIds.length });
 });
 
 restart.run();
@@ -645,9 +644,7 @@ jitter('50 clients dropped by the same restart do not all retry within the same 
   }
   assert.ok(busiest <= 30, `at most 30 of 50 retries in any 100 ms, got ${busiest}`);
   assert.ok(retries[n - 1]! - retries[0]! >= 250, `retries spread over ${retries[n - 1]! - retries[0]!} ms`);
-  if (process.env.HOOKY_TEST_LOG === '1') {
-    console.log('jitter: first retries from', retries[0], 'to', retries[n - 1], 'ms after close; busiest 100 ms window', busiest);
-  }
+  figures('SDK jitter, 50 clients', { firstRetryMs: [retries[0], retries[n - 1]], busiest100ms: busiest });
 });
 
 jitter.run();
