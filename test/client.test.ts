@@ -201,6 +201,14 @@ function scripted() {
       await until(() => sockets.length >= n, `socket #${n}`);
       return sockets[n - 1]!;
     },
+    /** Socket #n accepted and its first join answered `joined`: how most scripted tests open. */
+    async joined(n: number) {
+      const s = await this.socket(n);
+      s.accept();
+      const join = s.joins()[0]!;
+      s.push(joinedFrame(join.ref, join.data.webhookId as string));
+      return { s, join };
+    },
   };
 }
 
@@ -253,10 +261,7 @@ replays('live requests during a replay are held, then delivered once each, in id
 replays('a truncated replay continues with since = last, without a second joined', async (ctx) => {
   const { client, server, got, rec } = scriptedClient(ctx);
   const joining = later(client.join('w', { since: rid(1) }));
-  const s = await server.socket(1);
-  s.accept();
-  const first = s.joins()[0]!;
-  s.push(joinedFrame(first.ref));
+  const { s, join: first } = await server.joined(1);
   await joining;
   s.push(replay(2, first.ref));
   s.push(live(9));
@@ -276,10 +281,7 @@ replays('a truncated replay continues with since = last, without a second joined
 replays('a drop mid-replay resumes from the last contiguous id, never from a held live one', async (ctx) => {
   const { client, server, got, rec } = scriptedClient(ctx);
   const joining = later(client.join('w', { since: rid(1) }));
-  const s1 = await server.socket(1);
-  s1.accept();
-  const j1 = s1.joins()[0]!;
-  s1.push(joinedFrame(j1.ref));
+  const { s: s1, join: j1 } = await server.joined(1);
   await joining;
   s1.push(replay(2, j1.ref));
   s1.push(live(5));
@@ -381,10 +383,7 @@ replays('a transient error on a join is retried; a permanent one rejects and is 
 replays('a replay that fails after joined is retried from the cursor, live events still held, with no second joined', async (ctx) => {
   const { client, server, got, rec } = scriptedClient(ctx);
   const joining = later(client.join('w', { since: rid(1) }));
-  const s = await server.socket(1);
-  s.accept();
-  const j1 = s.joins()[0]!;
-  s.push(joinedFrame(j1.ref));
+  const { s, join: j1 } = await server.joined(1);
   await joining;
   s.push(replay(2, j1.ref));
   s.push(live(4));
@@ -464,10 +463,7 @@ replays('a leave refused by the rate limit is sent again; it resolves, and emits
 replays('a close for the rate limit (1008) is a disconnect like any other: reconnect with backoff, rejoin with since', async (ctx) => {
   const { client, server, got, rec } = scriptedClient(ctx);
   const joining = later(client.join('w', { since: rid(1) }));
-  const s1 = await server.socket(1);
-  s1.accept();
-  const j1 = s1.joins()[0]!;
-  s1.push(joinedFrame(j1.ref));
+  const { s: s1, join: j1 } = await server.joined(1);
   await joining;
   s1.push(replay(2, j1.ref));
   s1.push(replayed(j1.ref, 2));
