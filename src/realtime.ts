@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import * as v from 'valibot';
 import type { Auth } from './auth.js';
 import { HttpError } from './errors.js';
-import { errorBody, sendError as sendHttpError, statusLine } from './http.js';
+import { errorBody, send as sendHttp, sendError as sendHttpError, type Headers } from './http.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import {
@@ -74,11 +74,12 @@ const unauthorizedBody = errorBody(
 const forbiddenOriginBody = errorBody('forbidden_origin');
 const tooManyConnectionsBody = errorBody('too_many_connections');
 const badVersionBody = errorBody('upgrade_required', 'Only WebSocket version 13 (RFC 6455) is spoken here', { protocols: [PROTOCOL] });
-const refusalHeaders: Readonly<Record<number, readonly [string, string]>> = {
-  401: ['www-authenticate', 'Bearer realm="hooky"'],
+const json: Headers = { 'content-type': 'application/json' };
+const refusalHeaders: Readonly<Record<number, Headers>> = {
+  401: { ...json, 'www-authenticate': 'Bearer realm="hooky"' },
   // RFC 6455 §4.4: name the version the server speaks.
-  426: ['sec-websocket-version', '13'],
-  503: ['retry-after', '1'],
+  426: { ...json, 'sec-websocket-version': '13' },
+  503: { ...json, 'retry-after': '1' },
 };
 
 /** A client over its rate for this long, by more than a burst, is closed rather than answered. */
@@ -300,12 +301,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
       const protocols = offered.split(',').map((p) => p.trim());
       const refuse = (status: number, body: string) => {
         metrics.rejectedUpgrades.inc(status);
-        const extra = refusalHeaders[status];
-        res.cork(() => {
-          res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json');
-          if (extra) res.writeHeader(extra[0], extra[1]);
-          res.end(body);
-        });
+        sendHttp({ res, done: false }, status, body, refusalHeaders[status] ?? json);
       };
       if (deps.isDraining()) return refuse(503, drainingBody);
       if (version !== '13') return refuse(426, badVersionBody);

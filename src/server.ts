@@ -92,7 +92,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
 
   let closing: Promise<void> | undefined;
   async function shutdown() {
-    // 0. Start no further retention pass; the DELETE in flight, if any, is awaited before step 5.
+    // 0. Start no further retention pass; the DELETE in flight, if any, is awaited before step 6.
     const retentionStopped = retention.close();
     // 1. Refuse new work: captures and upgrades get 503, /readyz turns 503.
     draining = true;

@@ -88,13 +88,13 @@ export function createStore(sql: Sql) {
 
     /**
      * Commits a batch in one statement and returns the ids stored. A row whose webhook was
-     * deleted meanwhile is skipped rather than failing the batch for everyone else.
+     * deleted meanwhile is skipped rather than failing the batch for everyone else. Undefined
+     * means every row was stored.
      */
-    async insertRequests(rows: readonly PendingRow[]): Promise<{ count: number; ids?: Set<string> }> {
+    async insertRequests(rows: readonly PendingRow[]): Promise<Set<string> | undefined> {
       const result = await insert(sql, rows);
       // The common case, every row stored, needs no set.
-      if (result.length === rows.length) return { count: result.length };
-      return { count: result.length, ids: new Set(result.map((r) => r.id)) };
+      return result.length === rows.length ? undefined : new Set(result.map((r) => r.id));
     },
 
     /** Which of these request ids are stored. */

@@ -69,26 +69,28 @@ export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics
     const batch = take();
     const rows = batch.map((w) => w.row);
     metrics.batchSize.observe(rows.length);
-    // Ids stored; `settled`: found by asking after a broken connection, where a missing row means
-    // "not stored" (503) rather than "webhook deleted" (404).
-    let stored: { ids: Set<string> | undefined; settled: boolean } | undefined;
+    // What each row gets: its verdict, or undefined for a 503.
+    let verdict: (id: string) => WriteResult | undefined;
     try {
-      const { count, ids } = await store.insertRequests(rows);
+      const stored = await store.insertRequests(rows);
       healthy = true;
-      stored = { ids: count === rows.length ? undefined : (ids ?? new Set()), settled: false };
+      // A row the INSERT skipped had lost its webhook meanwhile.
+      verdict = stored === undefined ? () => 'stored' : (id) => (stored.has(id) ? 'stored' : 'gone');
     } catch (err) {
       healthy = false;
       metrics.batchFailures.inc();
-      const ids = mayHaveCommitted(err) ? await settle(rows, err) : undefined;
-      if (ids === undefined) log.error('batch insert failed; answering 503', { rows: rows.length, err });
-      else stored = { ids, settled: true };
+      const stored = mayHaveCommitted(err) ? await settle(rows, err) : undefined;
+      if (stored === undefined) log.error('batch insert failed; answering 503', { rows: rows.length, err });
+      // Settled: a row that is not there was not stored.
+      verdict = (id) => (stored?.has(id) ? 'stored' : undefined);
     }
-    const unavailable = new HttpError('storage_unavailable');
-    const committed = stored === undefined ? [] : stored.ids === undefined ? rows : rows.filter((r) => stored.ids!.has(r.id));
+    const committed: PendingRow[] = [];
+    let unavailable: HttpError | undefined;
     for (const w of batch) {
-      if (stored !== undefined && (stored.ids === undefined || stored.ids.has(w.row.id))) w.resolve('stored');
-      else if (stored !== undefined && !stored.settled) w.resolve('gone');
-      else w.reject(unavailable);
+      const v = verdict(w.row.id);
+      if (v === 'stored') committed.push(w.row);
+      if (v !== undefined) w.resolve(v);
+      else w.reject((unavailable ??= new HttpError('storage_unavailable')));
     }
     // The rows are committed whatever happens here: a failure to publish is logged, not a 503.
     try {

@@ -22,8 +22,6 @@ import { createWebhook } from './support/server.js';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const status = async (url: string) => (await fetch(url)).status;
 
-type Proxy = Awaited<ReturnType<typeof startProxy>>;
-
 interface Outage {
   /** Takes the database away; resolves once it is away. */
   down(): Promise<void>;

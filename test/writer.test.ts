@@ -25,7 +25,7 @@ function fakeStore() {
           release: (fail, skip) => {
             if (fail) return reject(fail);
             const kept = rows.filter((r) => !skip?.has(r.id));
-            resolve(kept.length === rows.length ? { count: rows.length } : { count: kept.length, ids: new Set(kept.map((r) => r.id)) });
+            resolve(kept.length === rows.length ? undefined : new Set(kept.map((r) => r.id)));
           },
         });
       });
