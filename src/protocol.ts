@@ -17,6 +17,17 @@ export const requestIdPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-
 
 export const roomOf = (webhookId: string) => `webhook:${webhookId}`;
 
+/**
+ * The smallest request id of millisecond `ms` (a valid UUIDv7 with nothing after the time): every
+ * request captured at or after `ms` has an id at least this, every earlier one a smaller id. So
+ * "captured before X" is `id < requestIdFloor(X)`, and `requestIdFloor(0)` is a `since` that
+ * replays everything.
+ */
+export function requestIdFloor(ms: number): string {
+  const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0');
+  return `${hex.slice(0, 8)}-${hex.slice(8)}-7000-8000-000000000000`;
+}
+
 export const WebhookIdSchema = v.pipe(v.string(), v.regex(webhookIdPattern, 'webhookId must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$'));
 export const RequestIdSchema = v.pipe(v.string(), v.regex(requestIdPattern, 'must be a request id (UUIDv7, lower-case hex)'));
 

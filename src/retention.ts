@@ -1,6 +1,7 @@
 import type { Sql } from 'postgres';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { requestIdFloor } from './protocol.js';
 import type { PendingRow } from './store.js';
 
 export interface RetentionOptions {
@@ -22,16 +23,6 @@ interface Deps {
 /** Past this many webhooks written between two passes, the next pass checks every webhook instead. */
 const maxTouched = 100_000;
 const webhookPage = 500;
-
-/**
- * The smallest UUIDv7 of millisecond `ms`: the 48-bit time, then zeros. Every request id made at
- * or after `ms` is greater, every one made before is smaller, so "older than X" needs no column
- * of its own: it is `id < uuidAt(X)`, a range scan of the primary key.
- */
-export function uuidAt(ms: number): string {
-  const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0');
-  return `${hex.slice(0, 8)}-${hex.slice(8)}-0000-0000-000000000000`;
-}
 
 /**
  * Deletes what retention allows to go: requests older than `maxAgeMs`, and those past the newest
@@ -62,7 +53,8 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
   }
 
   function byAge(): Promise<void> {
-    const cutoff = uuidAt(Date.now() - opts.maxAgeMs);
+    // Ids are UUIDv7: "older than X" is a range scan of the primary key, no column of its own.
+    const cutoff = requestIdFloor(Date.now() - opts.maxAgeMs);
     return deleteInBatches(
       'max_age',
       () => sql`delete from requests where id in (select id from requests where id < ${cutoff}::uuid limit ${opts.batch})`,

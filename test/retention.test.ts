@@ -1,45 +1,13 @@
-import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { requestIdPattern } from '../src/protocol.js';
-import { uuidAt } from '../src/retention.js';
+import { requestIdFloor } from '../src/protocol.js';
 import { scratchDatabase } from './support/db.js';
+import { uuidV7 } from './support/ids.js';
 import { eventually, figures, metric } from './support/observe.js';
 import { createWebhook, startServer } from './support/server.js';
 
 const hour = 3600_000;
-
-/**
- * A UUIDv7 made at `ms`. Not newRequestId: that one is monotonic for the whole process, so asked
- * for a past millisecond it answers with the current one (and asked for a future one, it would
- * move every later id of this test run there).
- */
-function uuidV7(ms: number): string {
-  const t = ms.toString(16).padStart(12, '0');
-  const r = randomBytes(10).toString('hex');
-  return `${t.slice(0, 8)}-${t.slice(8)}-7${r.slice(0, 3)}-${'89ab'[parseInt(r[3]!, 16) & 3]}${r.slice(4, 7)}-${r.slice(7, 19)}`;
-}
-
-// --- uuidAt ------------------------------------------------------------------------------
-
-const ids = suite('retention: uuidAt');
-
-ids('sorts above every request id made before the millisecond, below every one made at or after it', () => {
-  const ms = Date.UTC(2030, 0, 1, 12, 0, 0, 123);
-  const cutoff = uuidAt(ms);
-  assert.is(cutoff, `${ms.toString(16).padStart(12, '0').slice(0, 8)}-${ms.toString(16).slice(-4)}-0000-0000-000000000000`);
-  for (let i = 0; i < 100; i++) {
-    const [before, at, after] = [uuidV7(ms - 1), uuidV7(ms), uuidV7(ms + 1)];
-    assert.match(at, requestIdPattern);
-    assert.ok(before < cutoff, before);
-    assert.ok(at > cutoff, at);
-    assert.ok(after > cutoff, after);
-  }
-  assert.is(uuidAt(-5), '00000000-0000-0000-0000-000000000000');
-});
-
-ids.run();
 
 // --- The job, on a server ------------------------------------------------------------------
 
@@ -117,7 +85,7 @@ job('deletes the requests older than HOOKY_RETENTION_MAX_AGE_HOURS; newer ones s
     await eventually(async () => (await idsOf(ctx.sql, id)).length === 5, 5000, 'old rows gone');
     const left = await idsOf(ctx.sql, id);
     assert.is(left[4], fresh);
-    const cutoff = uuidAt(Date.now() - hour);
+    const cutoff = requestIdFloor(Date.now() - hour);
     for (const r of left) assert.ok(r > cutoff, `${r} is younger than an hour`);
     assert.ok((await metric(s.url, 'hooky_retention_deleted_total{rule="max_age"}')) >= 30);
   } finally {

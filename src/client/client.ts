@@ -1,9 +1,9 @@
 import ReconnectingWebSocketModule from 'reconnecting-websocket';
 import * as v from 'valibot';
-import { CapturedRequestSchema, PROTOCOL, roomOf, TOKEN_PROTOCOL_PREFIX, type CapturedRequest, type WsErrorCode } from '../protocol.js';
+import { CapturedRequestSchema, PROTOCOL, requestIdFloor, roomOf, TOKEN_PROTOCOL_PREFIX, type CapturedRequest, type WsErrorCode } from '../protocol.js';
 import { backoffDelay } from './backoff.js';
 import { createEmitter } from './emitter.js';
-import { createRoom, endReplay, floorId, interrupt, receive, resumeFrom, type RoomState } from './rooms.js';
+import { createRoom, endReplay, interrupt, receive, resumeFrom, type RoomState } from './rooms.js';
 import { loadWebSocket, socketClass, tokenTransport, type Refusal, type Socket, type TokenTransport, type WebSocketClass } from './socket.js';
 
 // The package ships CommonJS (`module.exports = Class`) under typings that declare a default
@@ -484,7 +484,7 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
         // A room with no request delivered yet resumes from where the server says it joined:
         // everything after `last` reached us live (null: the webhook had none, so from the start).
         if (resumeFrom(entry.room) === undefined && frame.data.last !== undefined) {
-          entry.room.floor = frame.data.last ?? floorId(0);
+          entry.room.floor = frame.data.last ?? requestIdFloor(0);
         }
         events.emit('joined', frame.data);
         for (const w of entry.waiters.splice(0)) w.resolve(frame.data);

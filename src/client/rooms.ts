@@ -58,13 +58,3 @@ function advance(room: RoomState, req: CapturedRequest): boolean {
   room.cursor = req.id;
   return true;
 }
-
-/**
- * The smallest UUIDv7 of millisecond `ms`: every request captured from then on has a greater id.
- * `floorId(0)` stands in for a cursor in a room whose webhook had no request when it was joined,
- * so a reconnect still asks for everything captured while it was away.
- */
-export function floorId(ms: number): string {
-  const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0');
-  return `${hex.slice(0, 8)}-${hex.slice(8)}-7000-8000-000000000000`;
-}
