@@ -46,22 +46,29 @@ interface WebhookRow {
 
 const toWebhook = (r: WebhookRow): Webhook => ({ id: r.id, createdAt: r.created_at.toISOString(), response: r.response });
 
-// The payloads travel as ONE json array, `[p1,p2,…]`, built by joining strings that are already
-// JSON: no per-element escaping in postgres.js (a text[] parameter escapes every quote of every
-// payload) and one parse in Postgres (instead of array_in, then json_in per element).
-// json_array_elements on `json` hands back each element's original text; ROWS FROM zips the three
-// lists in order. `::text::json`: typed json, postgres.js would JSON.stringify the string into a
-// JSON scalar. Compared with the other shapes by `npm run bench -- statements`.
-const insert = (sql: Sql, rows: readonly PendingRow[]) => sql<{ id: string }[]>`
-  insert into requests (id, webhook_id, payload)
-  select r.id, r.webhook_id, r.payload
-  from rows from (
-    unnest(${rows.map((r) => r.id)}::uuid[]),
-    unnest(${rows.map((r) => r.webhookId)}::text[]),
-    json_array_elements(${`[${rows.map((r) => r.json).join(',')}]`}::text::json)
-  ) as r (id, webhook_id, payload)
-  where exists (select 1 from webhooks w where w.id = r.webhook_id)
-  returning id`;
+// A batch travels as three newline-separated lists, split by string_to_table and zipped in
+// order by ROWS FROM. JSON.stringify escapes every control character, so a payload never holds a
+// newline; ids and webhook ids cannot either. Plain strings, where a text[] parameter would make
+// postgres.js escape every quote of every payload and Postgres parse an array.
+//
+// No foreign key (migration 002): each webhook of the batch is locked once, FOR KEY SHARE as the
+// foreign key would for every row, and only the rows of webhooks that got locked are stored. A
+// webhook deleted before the lock is not found; one deleted after it waits for this commit, then
+// its requests go too (deleteWebhook). The answer is the webhooks that were locked.
+const insert = (sql: Sql, rows: readonly PendingRow[], webhookIds: readonly string[]) => sql<{ id: string }[]>`
+  with live as materialized (
+    select id from webhooks where id = any(string_to_array(${webhookIds.join('\n')}, E'\n')) for key share
+  ), stored as (
+    insert into requests (id, webhook_id, payload)
+    select r.id::uuid, r.webhook_id, r.payload
+    from rows from (
+      string_to_table(${rows.map((r) => r.id).join('\n')}, E'\n'),
+      string_to_table(${rows.map((r) => r.webhookId).join('\n')}, E'\n'),
+      string_to_table(${rows.map((r) => r.json).join('\n')}, E'\n')
+    ) as r (id, webhook_id, payload)
+    where r.webhook_id in (select id from live)
+  )
+  select id from live`;
 
 /** Every query hooky makes. Payloads come back as the JSON text they were stored as. */
 export function createStore(sql: Sql) {
@@ -80,10 +87,16 @@ export function createStore(sql: Sql) {
       return row && toWebhook(row);
     },
 
-    /** Deletes a webhook and, by cascade, its requests; false when there was none. */
+    /**
+     * Deletes a webhook, then its requests; false when there was none. The webhook goes first:
+     * that waits for any batch holding its lock, so the second statement sees that batch's rows.
+     */
     async deleteWebhook(id: string): Promise<boolean> {
-      const rows = await sql`delete from webhooks where id = ${id} returning id`;
-      return rows.length > 0;
+      return sql.begin(async (tx) => {
+        const rows = await tx`delete from webhooks where id = ${id} returning id`;
+        if (rows.length > 0) await tx`delete from requests where webhook_id = ${id}`;
+        return rows.length > 0;
+      });
     },
 
     /**
@@ -92,9 +105,12 @@ export function createStore(sql: Sql) {
      * means every row was stored.
      */
     async insertRequests(rows: readonly PendingRow[]): Promise<Set<string> | undefined> {
-      const result = await insert(sql, rows);
-      // The common case, every row stored, needs no set.
-      return result.length === rows.length ? undefined : new Set(result.map((r) => r.id));
+      const webhookIds = [...new Set(rows.map((r) => r.webhookId))];
+      const live = await insert(sql, rows, webhookIds);
+      // The common case, every webhook still there, needs no set.
+      if (live.length === webhookIds.length) return undefined;
+      const kept = new Set(live.map((w) => w.id));
+      return new Set(rows.filter((r) => kept.has(r.webhookId)).map((r) => r.id));
     },
 
     /** Which of these request ids are stored. */
@@ -106,7 +122,7 @@ export function createStore(sql: Sql) {
     /** Newest first, `before` exclusive; one extra row tells whether there is a next page. */
     async listRequests(webhookId: string, limit: number, before: string | undefined): Promise<{ json: string[]; next: string | null }> {
       const rows = await sql<{ id: string; payload: string }[]>`
-        select id, payload::text as payload from requests
+        select id, payload from requests
         where webhook_id = ${webhookId} ${before === undefined ? sql`` : sql`and id < ${before}::uuid`}
         order by id desc
         limit ${limit + 1}`;
@@ -117,14 +133,14 @@ export function createStore(sql: Sql) {
 
     async getRequest(webhookId: string, id: string): Promise<string | undefined> {
       const [row] = await sql<{ payload: string }[]>`
-        select payload::text as payload from requests where webhook_id = ${webhookId} and id = ${id}::uuid`;
+        select payload from requests where webhook_id = ${webhookId} and id = ${id}::uuid`;
       return row?.payload;
     },
 
     /** Oldest first, strictly after `since`; at most `limit` rows plus one to tell truncation. */
     async requestsSince(webhookId: string, since: string, limit: number): Promise<{ json: string[]; truncated: boolean }> {
       const rows = await sql<{ payload: string }[]>`
-        select payload::text as payload from requests
+        select payload from requests
         where webhook_id = ${webhookId} and id > ${since}::uuid
         order by id asc
         limit ${limit + 1}`;

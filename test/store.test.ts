@@ -1,0 +1,78 @@
+import postgres from 'postgres';
+import * as assert from 'uvu/assert';
+import { migrate } from '../src/db/migrate.js';
+import { newRequestId } from '../src/ids.js';
+import { createLogger } from '../src/log.js';
+import { createStore, type PendingRow } from '../src/store.js';
+import { testDatabaseUrl } from './support/db.js';
+import { uniqueId } from './support/server.js';
+import { withCleanup } from './support/suite.js';
+
+const test = withCleanup('store: the group-commit INSERT and webhook deletion');
+
+const rowFor = (webhookId: string): PendingRow => {
+  const id = newRequestId();
+  return { id, webhookId, json: JSON.stringify({ id, webhookId, body: 'line one\\nline two "quoted"' }) };
+};
+
+async function open(ctx: { cleanup: (() => unknown)[] }) {
+  const sql = postgres(await testDatabaseUrl(), { max: 4, onnotice: () => {} });
+  ctx.cleanup.push(() => sql.end());
+  await migrate(sql, createLogger('silent'));
+  const store = createStore(sql);
+  const count = async (webhookId: string) => (await sql<{ n: number }[]>`select count(*)::int as n from requests where webhook_id = ${webhookId}`)[0]!.n;
+  return { sql, store, count };
+}
+
+test('a batch stores every row whose webhook exists, in one statement, and reports the others as not stored', async (ctx) => {
+  const { store, count, sql } = await open(ctx);
+  const live = uniqueId('live');
+  const other = uniqueId('other');
+  await store.createWebhook(live, null);
+  await store.createWebhook(other, null);
+  const rows = [rowFor(live), rowFor(other), rowFor(live)];
+  assert.is(await store.insertRequests(rows), undefined, 'every row stored');
+  assert.is(await count(live), 2);
+  assert.is(await count(other), 1);
+  // The payload comes back as the exact text that was written.
+  assert.is(await store.getRequest(live, rows[0]!.id), rows[0]!.json);
+
+  const gone = uniqueId('gone');
+  const mixed = [rowFor(live), rowFor(gone), rowFor(other), rowFor(gone)];
+  const stored = await store.insertRequests(mixed);
+  assert.equal([...(stored ?? [])].sort(), [mixed[0]!.id, mixed[2]!.id].sort());
+  assert.is(await count(gone), 0);
+  await sql`delete from webhooks where id in (${live}, ${other})`;
+  await sql`delete from requests where webhook_id in (${live}, ${other})`;
+});
+
+test('deleting a webhook waits for a batch that holds it, then removes that batch\'s rows too', async (ctx) => {
+  const { sql, store, count } = await open(ctx);
+  const id = uniqueId('race');
+  await store.createWebhook(id, null);
+  let deleted: boolean | undefined;
+  let deleting: Promise<boolean> | undefined;
+  // The batch's transaction stays open after its INSERT, as a slow commit would.
+  await sql.begin(async (tx) => {
+    assert.is(await createStore(tx as unknown as postgres.Sql).insertRequests([rowFor(id), rowFor(id)]), undefined);
+    deleting = store.deleteWebhook(id).then((d) => (deleted = d));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.is(deleted, undefined, 'the delete waits for the batch to commit');
+  });
+  assert.is(await deleting, true);
+  assert.is(await count(id), 0, 'no request outlives its webhook');
+  assert.is(await store.getWebhook(id), undefined);
+});
+
+test('a batch that comes after a delete stores nothing for that webhook', async (ctx) => {
+  const { store, count } = await open(ctx);
+  const id = uniqueId('late');
+  await store.createWebhook(id, null);
+  assert.is(await store.deleteWebhook(id), true);
+  const late = [rowFor(id)];
+  assert.equal(await store.insertRequests(late), new Set());
+  assert.is(await count(id), 0);
+  assert.is(await store.deleteWebhook(id), false);
+});
+
+test.run();
