@@ -1,13 +1,14 @@
 /**
- * One load-generator process holding many hooky.v1 subscribers (raw `ws` clients). Driven over
- * IPC by subscribers.ts. Frames are not JSON-parsed: the webhook id, sequence number and send
- * time are found with Buffer.indexOf, so this process stays cheap per message.
+ * One load-generator process holding many hooky.v1 subscribers (wsclient.ts: WebSocket straight
+ * on a TCP socket). Driven over IPC by subscribers.ts. Frames are not JSON-parsed: the webhook
+ * id, sequence number and send time are found with Buffer.indexOf, so this process stays cheap
+ * per message.
  */
-import WebSocket from 'ws';
 import type { FromChild, ToChild } from './subscribers.js';
+import { openRawWs, type RawWs } from './wsclient.js';
 
 interface Sub {
-  ws: WebSocket | undefined;
+  ws: RawWs | undefined;
   webhookId: string;
   received: number;
   wrongRoom: number;
@@ -73,13 +74,6 @@ function onFrame(sub: Sub, buf: Buffer) {
 
 function open(url: string, sub: Sub, localAddress: string | undefined, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, 'hooky.v1', {
-      perMessageDeflate: false,
-      skipUTF8Validation: true,
-      handshakeTimeout: timeoutMs,
-      ...(localAddress ? { localAddress } : {}),
-    });
-    sub.ws = ws;
     let joined = false;
     const timer = setTimeout(() => {
       if (!joined) fail(new Error('no "joined" in time'));
@@ -89,17 +83,23 @@ function open(url: string, sub: Sub, localAddress: string | undefined, timeoutMs
       ws.terminate();
       reject(err);
     };
-    ws.on('error', fail);
-    ws.on('message', (data: Buffer) => {
-      if (joined) return onFrame(sub, data);
-      const text = data.toString();
-      if (text.startsWith('{"event":"connected"')) ws.send(`{"event":"join","data":{"webhookId":"${sub.webhookId}"}}`);
-      else if (text.startsWith('{"event":"joined"')) {
-        joined = true;
-        clearTimeout(timer);
-        resolve();
-      } else if (text.startsWith('{"event":"error"')) fail(new Error(text.slice(0, 200)));
+    const ws = openRawWs(url, 'hooky.v1', localAddress, {
+      onOpen: () => {},
+      onClose: (err) => {
+        if (!joined) fail(err ?? new Error('closed before "joined"'));
+      },
+      onFrame: (data) => {
+        if (joined) return onFrame(sub, data);
+        const text = data.toString();
+        if (text.startsWith('{"event":"connected"')) ws.send(`{"event":"join","data":{"webhookId":"${sub.webhookId}"}}`);
+        else if (text.startsWith('{"event":"joined"')) {
+          joined = true;
+          clearTimeout(timer);
+          resolve();
+        } else if (text.startsWith('{"event":"error"')) fail(new Error(text.slice(0, 200)));
+      },
     });
+    sub.ws = ws;
   });
 }
 
@@ -144,7 +144,7 @@ process.on('message', (msg: ToChild) => {
         type: 'report',
         subs: subs.map((s) => ({
           webhookId: s.webhookId,
-          open: s.ws?.readyState === WebSocket.OPEN,
+          open: s.ws?.open === true,
           received: s.received,
           unique: s.seen.reduce((a, b) => a + b, 0),
           wrongRoom: s.wrongRoom,
@@ -153,21 +153,10 @@ process.on('message', (msg: ToChild) => {
         latencies: latencies.slice(0, nLat),
       });
       return;
-    case 'close': {
-      let open = 0;
-      for (const s of subs) {
-        if (s.ws && s.ws.readyState !== WebSocket.CLOSED) {
-          open++;
-          s.ws.once('close', () => {
-            if (--open === 0) process.exit(0);
-          });
-          s.ws.terminate();
-        }
-      }
-      if (open === 0) process.exit(0);
-      setTimeout(() => process.exit(0), 5000).unref();
-      return;
-    }
+    case 'close':
+      // terminate() destroys each socket at once; the kernel sends the FINs after we exit.
+      for (const s of subs) s.ws?.terminate();
+      process.exit(0);
   }
 });
 send({ type: 'ready' });
