@@ -1,79 +1,81 @@
 /**
- * statements: the group-commit INSERT in several shapes, on the same Postgres, same payloads,
- * batches of 100 rows written one after another (as the writer does under load). Reference:
- * the statement hooky shipped with, unnest of three arrays, measured in the same run.
+ * statements: the group-commit INSERT against the table designs it was chosen from, on the same
+ * Postgres, same payloads, 60-row batches (the size the capture scenario's batches come to)
+ * written one after another as the writer does under load. Each design lives in a schema of its
+ * own, reached through a connection whose search_path names it. Reference: the design hooky
+ * ships (migrations 001 + 002, store.insertRequests itself), measured in the same run.
  * Reports rows/s and the CPU each side spends per row (node = this process, which builds and
- * serialises the parameters; postgres = every postgres process).
+ * sends the parameters; postgres = every process of the cluster).
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import postgres, { type Sql } from 'postgres';
 import { migrate } from '../src/db/migrate.js';
 import { newRequestId } from '../src/ids.js';
 import { createLogger } from '../src/log.js';
 import { buildPayload } from '../src/payload.js';
+import { createStore, type PendingRow } from '../src/store.js';
 import { jsonBody } from './support/http.js';
-import { cpuOfCluster } from './support/proc.js';
+import { cpuOfCluster, root } from './support/proc.js';
 import { progress, progressDone } from './support/progress.js';
 import { result, type BenchContext, type Row, type ScenarioResult } from './support/report.js';
-import type { Sql } from 'postgres';
 
-const batch = 100;
-const batches = 150;
+const batch = 60;
+const batches = 500;
+const webhookId = 'bench-statements';
 
-interface Pending {
-  id: string;
-  webhookId: string;
-  json: string;
+interface Design {
+  /** Creates the design's tables in the (empty) schema the connection's search_path names. */
+  create(sql: Sql): Promise<unknown>;
+  insert(sql: Sql, rows: readonly PendingRow[]): Promise<unknown>;
 }
 
-type Shape = (sql: Sql, rows: Pending[]) => Promise<unknown>;
+const init001 = readFileSync(join(root, 'src/db/migrations/001_init.sql'), 'utf8');
 
-const copyEscape = (s: string) => s.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t'));
+// The statement hooky shipped with migration 001: a foreign key checked per row, payloads parsed
+// as json.
+const jsonArrayInsert = (sql: Sql, rows: readonly PendingRow[]) => sql`
+  insert into requests (id, webhook_id, payload)
+  select r.id, r.webhook_id, r.payload
+  from rows from (unnest(${rows.map((r) => r.id)}::uuid[]), unnest(${rows.map((r) => r.webhookId)}::text[]),
+    json_array_elements(${`[${rows.map((r) => r.json).join(',')}]`}::text::json)) as r (id, webhook_id, payload)
+  where exists (select 1 from webhooks w where w.id = r.webhook_id)
+  returning id`;
 
-export const shapes: Record<string, Shape> = {
-  'unnest(uuid[], text[], text[]::json[]) (shipped)': (sql, rows) => sql`
-    insert into requests (id, webhook_id, payload)
-    select r.id, r.webhook_id, r.payload
-    from unnest(${rows.map((r) => r.id)}::uuid[], ${rows.map((r) => r.webhookId)}::text[], ${rows.map((r) => r.json)}::text[]::json[])
-      as r (id, webhook_id, payload)
-    where exists (select 1 from webhooks w where w.id = r.webhook_id)
-    returning id`,
-  'rows from (unnest, unnest, json_array_elements($3::json))': (sql, rows) => sql`
-    insert into requests (id, webhook_id, payload)
-    select r.id, r.webhook_id, r.payload
-    from rows from (unnest(${rows.map((r) => r.id)}::uuid[]), unnest(${rows.map((r) => r.webhookId)}::text[]), json_array_elements(${`[${rows.map((r) => r.json).join(',')}]`}::text::json))
-      as r (id, webhook_id, payload)
-    where exists (select 1 from webhooks w where w.id = r.webhook_id)
-    returning id`,
-  'same, count(*) instead of returning id': (sql, rows) => sql`
-    with ins as (
-      insert into requests (id, webhook_id, payload)
-      select r.id, r.webhook_id, r.payload
-      from rows from (unnest(${rows.map((r) => r.id)}::uuid[]), unnest(${rows.map((r) => r.webhookId)}::text[]), json_array_elements(${`[${rows.map((r) => r.json).join(',')}]`}::text::json))
-        as r (id, webhook_id, payload)
-      where exists (select 1 from webhooks w where w.id = r.webhook_id)
-      returning 1)
-    select count(*)::int as n from ins`,
-  'multi-row VALUES ($1,$2,$3), … (300 parameters)': (sql, rows) => {
-    const values = rows.map((_, i) => `($${3 * i + 1}::uuid, $${3 * i + 2}::text, $${3 * i + 3}::json)`).join(',');
-    return sql.unsafe(
-      `insert into requests (id, webhook_id, payload)
-       select v.id, v.webhook_id, v.payload from (values ${values}) as v (id, webhook_id, payload)
-       where exists (select 1 from webhooks w where w.id = v.webhook_id)
-       returning id`,
-      rows.flatMap((r) => [r.id, r.webhookId, r.json]),
-      { prepare: true },
-    );
+// The shipped statement's shape on a table without the id index.
+const stringToTableInsert = (sql: Sql, rows: readonly PendingRow[]) => sql`
+  insert into requests (id, webhook_id, payload)
+  select r.id::uuid, r.webhook_id, r.payload
+  from rows from (string_to_table(${rows.map((r) => r.id).join('\n')}, E'\n'), string_to_table(${rows.map((r) => r.webhookId).join('\n')}, E'\n'),
+    string_to_table(${rows.map((r) => r.json).join('\n')}, E'\n')) as r (id, webhook_id, payload)
+  where r.webhook_id in (select id from webhooks where id = ${webhookId} for key share)`;
+
+const webhooksTable = 'create table webhooks (id text primary key, created_at timestamptz not null default now(), response jsonb)';
+
+export const designs: Record<string, Design> = {
+  'shipped (002): no foreign key, text payload, string_to_table, webhooks locked once per batch': {
+    create: (sql) => migrate(sql, createLogger('warn')),
+    insert: (sql, rows) => createStore(sql).insertRequests(rows),
   },
-  'COPY requests FROM STDIN (no exists filter)': async (sql, rows) => {
-    const stream = await sql`copy requests (id, webhook_id, payload) from stdin`.writable();
-    await new Promise<void>((resolve, reject) => {
-      stream.on('error', reject);
-      stream.on('finish', resolve);
-      stream.end(rows.map((r) => `${r.id}\t${r.webhookId}\t${copyEscape(r.json)}\n`).join(''));
-    });
+  '001: foreign key per row, json payload, json_array_elements': {
+    create: (sql) => sql.unsafe(init001),
+    insert: jsonArrayInsert,
+  },
+  '001 without the foreign key (json payload kept)': {
+    create: (sql) => sql.unsafe(`${init001}; alter table requests drop constraint requests_webhook_id_fkey`),
+    insert: jsonArrayInsert,
+  },
+  'shipped, with one index: primary key (webhook_id, id) and no index on id alone': {
+    create: (sql) => sql.unsafe(`${webhooksTable}; create table requests (webhook_id text not null, id uuid not null, payload text not null, primary key (webhook_id, id))`),
+    insert: stringToTableInsert,
+  },
+  'floor: the same rows into a table without any index': {
+    create: (sql) => sql.unsafe(`${webhooksTable}; create table requests (id uuid not null, webhook_id text not null, payload text not null)`),
+    insert: stringToTableInsert,
   },
 };
 
-function payloads(webhookId: string, n: number): Pending[] {
+function payloads(n: number): PendingRow[] {
   const body = Buffer.from(jsonBody(1024, { event: 'invoice.paid', amount: 4200 }));
   const headers = { host: '127.0.0.1:3000', 'content-type': 'application/json', 'content-length': String(body.length), 'user-agent': 'bench' };
   return Array.from({ length: n }, () => {
@@ -85,41 +87,53 @@ function payloads(webhookId: string, n: number): Pending[] {
 
 export async function run(ctx: BenchContext): Promise<ScenarioResult> {
   const started = Date.now();
-  const webhookId = `stmt-${Date.now().toString(36)}`;
-  const { sql } = ctx;
   const pgCpu = () => (ctx.postmasterPid ? cpuOfCluster(ctx.postmasterPid) : NaN);
-  await migrate(sql, createLogger('warn'));
-  await sql`insert into webhooks (id) values (${webhookId})`;
+  const names = Object.keys(designs);
+  const schema = (name: string) => `bench_statements_${names.indexOf(name)}`;
+  const conns = new Map<string, Sql>();
   const measured: { name: string; rowsPerS: number; nodeUs: number; pgUs: number }[] = [];
-  // Two passes in alternating order, best of the two, so neither order nor a checkpoint favours one shape.
-  for (const pass of [0, 1]) {
-    const names = pass === 0 ? Object.keys(shapes) : Object.keys(shapes).reverse();
+  try {
     for (const name of names) {
-      const data = Array.from({ length: batches }, () => payloads(webhookId, batch));
-      const cpu0 = process.cpuUsage();
-      const pg0 = pgCpu();
-      const t0 = performance.now();
-      for (let i = 0; i < batches; i++) {
-        await shapes[name]!(sql, data[i]!);
-        if (i % 50 === 0) progress(`  ${name}: ${i}/${batches} batches`);
-      }
-      const s = (performance.now() - t0) / 1000;
-      const cpu = process.cpuUsage(cpu0);
-      const n = batch * batches;
-      const m = { name, rowsPerS: n / s, nodeUs: (cpu.user + cpu.system) / n, pgUs: ((pgCpu() - pg0) * 1e6) / n };
-      const prev = measured.find((x) => x.name === name);
-      if (!prev) measured.push(m);
-      else if (m.rowsPerS > prev.rowsPerS) Object.assign(prev, m);
+      await ctx.sql.unsafe(`drop schema if exists ${schema(name)} cascade; create schema ${schema(name)}`);
+      const sql = postgres(ctx.databaseUrl, { max: 1, onnotice: () => {}, connection: { search_path: schema(name) } });
+      conns.set(name, sql);
+      await designs[name]!.create(sql);
+      await sql`insert into webhooks (id) values (${webhookId})`;
     }
+    // Two passes in opposite orders, best of the two, so neither order nor a checkpoint favours one.
+    for (const pass of [0, 1]) {
+      for (const name of pass === 0 ? names : [...names].reverse()) {
+        const sql = conns.get(name)!;
+        const data = Array.from({ length: batches }, () => payloads(batch));
+        await designs[name]!.insert(sql, payloads(batch)); // warm: prepared statement, plan
+        const cpu0 = process.cpuUsage();
+        const pg0 = pgCpu();
+        const t0 = performance.now();
+        for (let i = 0; i < batches; i++) {
+          await designs[name]!.insert(sql, data[i]!);
+          if (i % 50 === 0) progress(`  pass ${pass + 1}/2 ${name.slice(0, 40)}: ${i}/${batches} batches`);
+        }
+        const s = (performance.now() - t0) / 1000;
+        const cpu = process.cpuUsage(cpu0);
+        const n = batch * batches;
+        const m = { name, rowsPerS: n / s, nodeUs: (cpu.user + cpu.system) / n, pgUs: ((pgCpu() - pg0) * 1e6) / n };
+        const prev = measured.find((x) => x.name === name);
+        if (!prev) measured.push(m);
+        else if (m.rowsPerS > prev.rowsPerS) Object.assign(prev, m);
+      }
+    }
+  } finally {
+    for (const sql of conns.values()) await sql.end({ timeout: 5 });
+    for (const name of names) await ctx.sql.unsafe(`drop schema if exists ${schema(name)} cascade`);
   }
   progressDone();
-  await sql`delete from webhooks where id = ${webhookId}`;
+  measured.sort((a, b) => names.indexOf(a.name) - names.indexOf(b.name));
   const ref = measured[0]!;
   const rows: Row[] = measured.map((m) => ({
     metric: `${m.name}: rows/s; node µs/row; postgres µs/row`,
     hooky: `${Math.round(m.rowsPerS).toLocaleString('en-US')}; ${m.nodeUs.toFixed(1)}; ${m.pgUs.toFixed(1)}`,
     reference: `${Math.round(ref.rowsPerS).toLocaleString('en-US')}; ${ref.nodeUs.toFixed(1)}; ${ref.pgUs.toFixed(1)}`,
-    target: `${(m.rowsPerS / ref.rowsPerS).toFixed(2)}× the shipped statement`,
+    target: `${(m.rowsPerS / ref.rowsPerS).toFixed(2)}× the shipped design`,
     met: null,
   }));
   return result('statements', started, rows, { batch, batches, measured });
