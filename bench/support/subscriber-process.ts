@@ -84,7 +84,6 @@ function open(url: string, sub: Sub, localAddress: string | undefined, timeoutMs
       reject(err);
     };
     const ws = openRawWs(url, 'hooky.v1', localAddress, {
-      onOpen: () => {},
       onClose: (err) => {
         if (!joined) fail(err ?? new Error('closed before "joined"'));
       },

@@ -24,12 +24,12 @@ export interface RawWs {
 export interface RawWsHandlers {
   /** One text or binary frame's payload: a view into the read buffer, valid during the call only. */
   onFrame(payload: Buffer): void;
-  onOpen(): void;
+  /** The connection ended: refused, dropped, closed by the server, or terminate()d. */
   onClose(err?: Error): void;
 }
 
 // Opcodes (RFC 6455 §5.2).
-const Op = { Continuation: 0, Text: 1, Binary: 2, Close: 8, Ping: 9, Pong: 10 } as const;
+const Op = { Text: 1, Binary: 2, Close: 8, Ping: 9, Pong: 10 } as const;
 
 // Every read lands here and is consumed before the callback returns, so one serves all sockets.
 const readBuffer = Buffer.allocUnsafe(256 * 1024);
@@ -83,11 +83,10 @@ export function openRawWs(url: string, protocol: string, localAddress: string | 
         return close(new Error(`upgrade refused: ${head.split('\r\n', 1)[0]}`));
       }
       upgraded = true;
-      h.onOpen();
       buf = buf.subarray(end + 4);
     }
     let at = 0;
-    while (at + 2 <= buf.length) {
+    while (!closed && at + 2 <= buf.length) {
       const op = buf[at]! & 0x0f;
       let len = buf[at + 1]! & 0x7f;
       let start = at + 2;
@@ -103,12 +102,12 @@ export function openRawWs(url: string, protocol: string, localAddress: string | 
       if (start + len > buf.length) break;
       const payload = buf.subarray(start, start + len);
       at = start + len;
-      if (op === Op.Text || op === Op.Binary || op === Op.Continuation) h.onFrame(payload);
+      if (op === Op.Text || op === Op.Binary) h.onFrame(payload);
       else if (op === Op.Ping) frame(Op.Pong, payload);
       else if (op === Op.Close) return close();
     }
     // A frame cut by the read: kept (copied, the read buffer is reused) until the rest arrives.
-    if (at < buf.length) pending = Buffer.from(buf.subarray(at));
+    if (!closed && at < buf.length) pending = Buffer.from(buf.subarray(at));
   }
 
   /** A client frame: FIN, opcode, masked with a fresh key (RFC 6455 §5.3). */
