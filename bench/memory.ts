@@ -84,11 +84,17 @@ for (const attack of chosen) {
       held.release();
       await new Promise((res) => setTimeout(res, 5000));
       const after = r.child.exitCode === null ? rssMiB(r.child.pid!) : NaN;
+      // Freed buffers go back to the system when the garbage collector runs, which the next
+      // traffic triggers: some ordinary captures, then RSS again.
+      for (let i = 0; i < 200; i++) await fetch(`${r.url}/h/${created.id}`, { method: 'POST', body: 'x'.repeat(64 * 1024) });
+      await new Promise((res) => setTimeout(res, 5000));
+      const afterTraffic = r.child.exitCode === null ? rssMiB(r.child.pid!) : NaN;
       const answered = Object.entries(held.answered.reduce<Record<number, number>>((a, s) => ((a[s] = (a[s] ?? 0) + 1), a), {}));
       report(attack, {
         rssBeforeMiB: +before.toFixed(1),
         rssHoldingMiB: +holding.toFixed(1),
         rssAfterCloseMiB: +after.toFixed(1),
+        rssAfterTrafficMiB: +afterTraffic.toFixed(1),
         ...(await w.stop()),
         seconds: (Date.now() - t0) / 1000,
         answered: Object.fromEntries(answered),
