@@ -14,6 +14,7 @@ import { eventually, figures, metric, rssMiB } from './support/observe.js';
 import { spawnMain } from './support/process.js';
 import { openRawWebSocket } from './support/rawws.js';
 import { createWebhook, startServer } from './support/server.js';
+import { createClient } from '../src/client/index.js';
 import { withCleanup } from './support/suite.js';
 import { openClient } from './support/ws.js';
 
@@ -152,6 +153,30 @@ ceiling('past it a listing answers 503 overloaded with Retry-After, a replay an 
   const replayed = await c.next('replayed', 10_000);
   assert.equal(replayed.data.count, 2);
   assert.ok((await metric(s.url, 'hooky_read_refusals_total')) >= 2);
+});
+
+ceiling('the SDK joins again after OVERLOADED, from where the replay stopped, and misses nothing', async (ctx) => {
+  const s = await startServer({ HOOKY_MAX_READ_BYTES: String(1 * MiB), HOOKY_MAX_BODY_BYTES: String(12 * MiB) });
+  ctx.cleanup.push(() => s.close());
+  const { id } = await createWebhook(s.url);
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) ids.push(JSON.parse((await http('POST', `${s.url}/h/${id}`, `small ${i}`)).text).id);
+  const big = JSON.parse((await http('POST', `${s.url}/h/${id}`, 'z'.repeat(10 * MiB))).text).id as string;
+  const slow = await unreadGet(s.server.port, `/api/webhooks/${id}/requests/${big}`);
+  ctx.cleanup.push(() => slow.destroy());
+  await eventually(async () => (await metric(s.url, 'hooky_read_bytes_held')) > 0, 2000, 'bytes held for the slow reader');
+
+  const client = createClient(s.wsUrl, { minDelayMs: 50, maxDelayMs: 200 });
+  ctx.cleanup.push(() => client.close());
+  const got: string[] = [];
+  const errors: string[] = [];
+  client.on('new-request', (r) => got.push(r.id));
+  client.on('error', (e) => errors.push(e.code));
+  await client.join(id, { since: fromStart });
+  await eventually(() => errors.includes('OVERLOADED'), 5000, 'an OVERLOADED refusal');
+  slow.destroy();
+  await eventually(() => got.length === 4, 10_000, 'every request, once the bytes are given back');
+  assert.equal(got, [...ids, big]);
 });
 
 const replay = withCleanup('join with since replays page by page, paced by the socket');
