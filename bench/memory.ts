@@ -3,11 +3,12 @@
  * default settings (env given here overrides them), printing one JSON line of figures per attack:
  * peak RSS, the slowest `/healthz` and whether the server survived.
  *
- *   DATABASE_URL=postgres://… node --import tsx bench/memory.ts [replay] [list] [inflight]
+ *   DATABASE_URL=postgres://… node --import tsx bench/memory.ts [replay] [list] [mixed] [inflight]
  *
  * - replay: 45 captures of 10 MiB (random bytes, so 14 MB payloads), then one socket sends 10
  *   `join`s with `since` from the start and reads everything;
  * - list: the same rows, 8 concurrent `GET …/requests?limit=1000`;
+ * - mixed: the same rows, 6 listings and 4 sockets each sending one such `join`, all at once;
  * - inflight: 200 connections each sending 10 MiB − 1 of a 10 MiB body and holding it; then they
  *   close, and RSS is read again 5 s later.
  * The 45 captures are stored once, in webhook `attack-45x10mib`, and reused by later runs.
@@ -61,7 +62,7 @@ function report(attack: string, values: Record<string, unknown>) {
 }
 
 for (const attack of chosen) {
-  if (attack === 'replay' || attack === 'list') await seed();
+  if (attack === 'replay' || attack === 'list' || attack === 'mixed') await seed();
   const r = await start();
   const before = rssMiB(r.child.pid!);
   const w = watch(r.url, r.child.pid!);
@@ -75,6 +76,17 @@ for (const attack of chosen) {
       const statuses = got.map((g) => g.status).join(',');
       const bytes = got.reduce((a, g) => a + g.bytes, 0);
       report(attack, { rssBeforeMiB: +before.toFixed(1), ...(await w.stop()), seconds: (Date.now() - t0) / 1000, statuses, bytes, alive: r.child.exitCode === null });
+    } else if (attack === 'mixed') {
+      const wsUrl = `${r.url.replace('http', 'ws')}/ws`;
+      const [listed, ...replayed] = await Promise.all([listings(r.url, seeded, 6), ...[1, 2, 3, 4].map(() => replays(wsUrl, seeded, 1, 180_000))]);
+      report(attack, {
+        rssBeforeMiB: +before.toFixed(1),
+        ...(await w.stop()),
+        seconds: (Date.now() - t0) / 1000,
+        statuses: listed!.map((g) => g.status).join(','),
+        replays: replayed.map((g) => ({ replayed: g.replayed, errors: g.errors, events: g.events, closed: g.closed })),
+        alive: r.child.exitCode === null,
+      });
     } else if (attack === 'inflight') {
       const created = await (await fetch(`${r.url}/api/webhooks`, { method: 'POST', body: '{}' })).json();
       const held = await bodiesInFlight(r.port, created.id, 200, 10 * MiB, 10 * MiB - 1);
@@ -102,7 +114,7 @@ for (const attack of chosen) {
         alive: r.child.exitCode === null,
       });
     } else {
-      process.stderr.write(`unknown attack ${attack}; known: replay, list, inflight\n`);
+      process.stderr.write(`unknown attack ${attack}; known: replay, list, mixed, inflight\n`);
     }
   } catch (err) {
     report(attack, { error: String(err), ...(await w.stop()), alive: r.child.exitCode === null, tail: r.output().slice(-600) });

@@ -154,7 +154,7 @@ export function createStore(sql: Sql) {
         select id::text as id, bytes, n <= ${limit} and (n = 1 or upto <= ${maxBytes}) as keep
         from page
         where n <= 2 or upto - bytes <= ${maxBytes}
-        order by id ${dir}`;
+        order by n`;
       const ids: string[] = [];
       let bytes = 0;
       for (const r of rows) {
