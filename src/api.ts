@@ -1,9 +1,11 @@
 import * as v from 'valibot';
 import type { Auth } from './auth.js';
+import type { Budget, Hold } from './budget.js';
 import { HttpError } from './errors.js';
-import { errorBody, exchange, readBody, send, sendEmpty, sendError, sendJson, type Exchange, type Headers } from './http.js';
+import { errorBody, exchange, readBody, send, sendEmpty, sendError, sendJson, sendStreamed, type Exchange, type Headers } from './http.js';
 import { newWebhookId } from './ids.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
 import { RequestIdSchema, WebhookIdSchema, requestIdPattern, webhookIdPattern } from './protocol.js';
 import { ResponseSchema, type Store, type Webhook } from './store.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.js';
@@ -11,6 +13,8 @@ import type { WebhookCache } from './webhooks.js';
 
 export interface ApiOptions {
   maxApiBodyBytes: number;
+  /** Payload bytes per page of `GET …/requests`; a page holds at least one request. */
+  maxPageBytes: number;
   /** Base of a webhook's capture `url`, without a trailing slash. */
   publicUrl: () => string;
 }
@@ -20,6 +24,9 @@ interface Deps {
   store: Store;
   webhooks: WebhookCache;
   log: Logger;
+  metrics: Metrics;
+  /** Payload bytes held for listings and replays, server-wide (HOOKY_MAX_READ_BYTES). */
+  reads: Budget;
   onDeleted: (webhookId: string) => void;
 }
 
@@ -96,7 +103,7 @@ function guarded(auth: Auth, app: TemplatedApp) {
 
 /** The REST API of the contract under /api. */
 export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps): void {
-  const { store, webhooks, log } = deps;
+  const { store, webhooks, log, metrics, reads } = deps;
   const app = guarded(deps.auth, uwsApp);
   const notFound = (what: string) => new HttpError('not_found', `${what} not found`);
 
@@ -163,6 +170,22 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
 
   app.any('/api/webhooks/:id', methodNotAllowed('GET, DELETE'));
 
+  /**
+   * Holds `bytes` of the read budget for an answer about to be fetched, or refuses with 503:
+   * the bytes of every page being fetched or sent, REST and replays, stay under one ceiling.
+   */
+  function held(bytes: number): Hold {
+    const hold = reads.hold();
+    if (hold.take(bytes)) return hold;
+    metrics.readRefusals.inc();
+    throw new HttpError('overloaded', 'The server is sending as many stored requests as it may at once; retry later');
+  }
+
+  /** Sends a stored answer paced by the client's reading; the hold is given back once it is written or the client is gone. */
+  function sendHeld(ex: Exchange, body: Buffer, hold: Hold) {
+    sendStreamed(ex, 200, body, jsonHeaders, hold.release);
+  }
+
   app.get(
     '/api/webhooks/:id/requests',
     handler(log, async (ex, req) => {
@@ -173,9 +196,19 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
       });
       if (!query.success) throw new HttpError('invalid_request', v.summarize(query.issues), { issues: issuesOf(query.issues) });
       await existing(id);
-      const page = await store.listRequests(id, query.output.limit, query.output.before);
-      // Payloads are stored as JSON text and sent as they are, never parsed and re-serialised.
-      send(ex, 200, `{"requests":[${page.json.join(',')}],"next":${JSON.stringify(page.next)}}`);
+      // A page ends at `limit` rows or `maxPageBytes` of payload, whichever comes first: its
+      // bytes are held from the budget before a payload is fetched.
+      const page = await store.pageOf(id, 'newest', query.output.before, query.output.limit, opts.maxPageBytes);
+      if (ex.done) return;
+      const hold = held(page.bytes);
+      try {
+        const json = await store.payloadsOf(id, page.ids, 'newest');
+        const next = page.more ? page.ids[page.ids.length - 1]! : null;
+        sendHeld(ex, pageBody(json, next), hold);
+      } catch (err) {
+        hold.release();
+        throw err;
+      }
     }),
   );
 
@@ -187,15 +220,46 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
       const id = req.getParameter(0) ?? '';
       const requestId = req.getParameter(1) ?? '';
       await existing(id);
-      const json = v.is(RequestIdSchema, requestId) ? await store.getRequest(id, requestId) : undefined;
-      if (json === undefined) throw notFound('Request');
-      send(ex, 200, json);
+      const bytes = v.is(RequestIdSchema, requestId) ? await store.sizeOf(id, requestId) : undefined;
+      if (bytes === undefined) throw notFound('Request');
+      if (ex.done) return;
+      const hold = held(bytes);
+      try {
+        const json = await store.getRequest(id, requestId);
+        if (json === undefined) throw notFound('Request');
+        sendHeld(ex, Buffer.from(json), hold);
+      } catch (err) {
+        hold.release();
+        throw err;
+      }
     }),
   );
 
   app.any('/api/webhooks/:id/requests/:requestId', methodNotAllowed('GET'));
 
   app.any('/api/*', (res) => sendError({ res, done: false }, notFound('Route')));
+}
+
+const jsonHeaders: Headers = { 'content-type': 'application/json' };
+
+/**
+ * `{"requests":[…],"next":…}` written straight into one Buffer: payloads are stored as JSON text
+ * and sent as they are, never parsed and re-serialised, and never joined into a string first
+ * (a page is up to HOOKY_MAX_PAGE_BYTES, or one request of any size).
+ */
+function pageBody(json: readonly string[], next: string | null): Buffer {
+  const head = '{"requests":[';
+  const tail = `],"next":${JSON.stringify(next)}}`;
+  let size = head.length + tail.length + Math.max(0, json.length - 1);
+  for (const j of json) size += Buffer.byteLength(j);
+  const buf = Buffer.allocUnsafe(size);
+  let at = buf.write(head, 0, 'latin1');
+  for (let i = 0; i < json.length; i++) {
+    if (i > 0) at += buf.write(',', at, 'latin1');
+    at += buf.write(json[i]!, at);
+  }
+  buf.write(tail, at);
+  return buf;
 }
 
 function issuesOf(issues: readonly v.BaseIssue<unknown>[]) {

@@ -1,3 +1,4 @@
+import { createBudget } from './budget.js';
 import { HttpError } from './errors.js';
 import { exchange, readBody, remoteAddress, send, sendError, type Exchange, type Headers } from './http.js';
 import { newRequestId } from './ids.js';
@@ -16,6 +17,8 @@ export interface CaptureOptions {
   trustProxy: number;
   maxHeaders: number;
   maxHeaderBytes: number;
+  /** Body bytes being received at once over every capture connection; past it: 503 `overloaded`. */
+  maxInflightBytes: number;
   /** Registers `ANY /bench/noop`, the reference the capture benchmark measures hooky against. */
   benchNoop: boolean;
 }
@@ -37,6 +40,9 @@ const customDefaultType = 'text/plain; charset=utf-8';
  */
 export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: Deps): void {
   const { webhooks, writer, metrics, log } = deps;
+  // Bodies being received, over every connection: counted from Content-Length before the body is
+  // read (as they stream when there is none), given back once the payload is built or the client left.
+  const inflight = createBudget(opts.maxInflightBytes, (delta) => metrics.inflightBytes.inc(delta));
   const notFound = new HttpError('not_found', 'Webhook not found');
   const draining = new HttpError('draining');
   const tooManyHeaders = new HttpError('too_many_headers', `More than ${opts.maxHeaders} header fields`, { limit: opts.maxHeaders });
@@ -74,7 +80,8 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
   }
 
   function capture(res: HttpResponse, req: HttpRequest) {
-    const ex = exchange(res);
+    const hold = inflight.hold();
+    const ex = exchange(res, hold.release);
     const webhookId = req.getParameter(0) ?? '';
     // Everything needed from `req` is copied now: it is gone once this function returns.
     const url = req.getUrl();
@@ -104,16 +111,22 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     };
     // Looked up while the body streams in; usually answered from the cache at once.
     const found = webhookIdPattern.test(webhookId) ? webhooks.find(webhookId) : undefined;
-    readBody(ex, headers['content-length'] ?? '', opts.maxBodyBytes, (body) => {
-      if (!(found instanceof Promise)) return store(ex, found, facts, body);
-      found.then(
-        (w) => store(ex, w, facts, body),
-        (err: unknown) => {
-          log.warn('webhook lookup failed; answering 503', { webhookId, err });
-          fail(ex, new HttpError('storage_unavailable'));
-        },
-      );
-    });
+    readBody(
+      ex,
+      headers['content-length'] ?? '',
+      opts.maxBodyBytes,
+      (body) => {
+        if (!(found instanceof Promise)) return store(ex, found, facts, body);
+        found.then(
+          (w) => store(ex, w, facts, body),
+          (err: unknown) => {
+            log.warn('webhook lookup failed; answering 503', { webhookId, err });
+            fail(ex, new HttpError('storage_unavailable'));
+          },
+        );
+      },
+      hold,
+    );
   }
 
   app.any('/h/:id', capture);

@@ -98,6 +98,9 @@ export const EnvSchema = v.object({
   HOOKY_RETENTION_INTERVAL_MS: int(60_000, 10, 24 * 3600_000), // pause between retention passes (1 minute)
   HOOKY_RETENTION_BATCH: int(1000, 1, 100_000), // rows per DELETE statement
   HOOKY_REPLAY_LIMIT: int(1000, 1, 100_000), // requests replayed by one `join` with `since`
+  HOOKY_MAX_PAGE_BYTES: int(4 * MiB, 64 * KiB, 1024 * MiB), // payload bytes per REST page and per replay page; always at least one request
+  HOOKY_MAX_READ_BYTES: int(64 * MiB, 1 * MiB, 16384 * MiB), // payload bytes held at once for every listing and replay; past it: 503 / OVERLOADED
+  HOOKY_MAX_INFLIGHT_BYTES: int(128 * MiB, 1 * MiB, 16384 * MiB), // body bytes being received at once over every capture; past it: 503
   HOOKY_BATCH_MAX_ROWS: int(1000, 1, 100_000), // rows in one group-commit INSERT
   HOOKY_BATCH_MAX_BYTES: int(16 * MiB, 64 * KiB, 1024 * MiB), // payload bytes in one INSERT
   HOOKY_QUEUE_MAX_BYTES: int(256 * MiB, 1 * MiB, 16384 * MiB), // captures waiting for the writer; past it: 503
@@ -140,6 +143,12 @@ export interface Config {
   readonly retentionIntervalMs: number;
   readonly retentionBatch: number;
   readonly replayLimit: number;
+  /** Payload bytes per REST page and per replay page; a page holds at least one request. */
+  readonly maxPageBytes: number;
+  /** Payload bytes held at once for every listing and replay (server-wide). */
+  readonly maxReadBytes: number;
+  /** Body bytes being received at once over every capture connection (server-wide). */
+  readonly maxInflightBytes: number;
   readonly batchMaxRows: number;
   readonly batchMaxBytes: number;
   readonly queueMaxBytes: number;
@@ -201,6 +210,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     retentionIntervalMs: e.HOOKY_RETENTION_INTERVAL_MS,
     retentionBatch: e.HOOKY_RETENTION_BATCH,
     replayLimit: e.HOOKY_REPLAY_LIMIT,
+    maxPageBytes: e.HOOKY_MAX_PAGE_BYTES,
+    maxReadBytes: e.HOOKY_MAX_READ_BYTES,
+    maxInflightBytes: e.HOOKY_MAX_INFLIGHT_BYTES,
     batchMaxRows: e.HOOKY_BATCH_MAX_ROWS,
     batchMaxBytes: e.HOOKY_BATCH_MAX_BYTES,
     queueMaxBytes: e.HOOKY_QUEUE_MAX_BYTES,

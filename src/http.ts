@@ -1,4 +1,5 @@
 import { STATUS_CODES } from 'node:http';
+import type { Hold } from './budget.js';
 import { HttpError, httpErrors, type HttpErrorCode } from './errors.js';
 import type { HttpResponse } from './uws.js';
 
@@ -16,13 +17,15 @@ export interface Exchange {
   done: boolean;
   /** A HEAD request: answered with the headers a GET would get, and no body. */
   head?: boolean;
+  /** Runs if the client goes away before the answer is complete (also once `done` is set by us). */
+  onAbort?: (() => void) | undefined;
 }
 
 export function exchange(res: HttpResponse, onAbort?: () => void): Exchange {
-  const ex: Exchange = { res, done: false };
+  const ex: Exchange = { res, done: false, onAbort };
   res.onAborted(() => {
     ex.done = true;
-    onAbort?.();
+    ex.onAbort?.();
   });
   return ex;
 }
@@ -79,25 +82,37 @@ export function sendError(ex: Exchange, err: HttpError, close = false): void {
 /**
  * Streams the body into one Buffer, enforcing `limit` as the bytes arrive rather than after.
  * Past the limit it answers 413 at once and closes the connection, so the rest is never read.
+ *
+ * With a `hold` on a server-wide budget, the body's bytes are taken from it before they are held:
+ * a Content-Length at once, before a byte of the body is read; a body without one chunk by chunk.
+ * When the budget refuses, it answers 503 `overloaded` and closes the connection. The hold is
+ * given back once `done` has returned or the answer is an error; the caller gives it back when
+ * the client goes away (exchange's onAbort).
  */
-export function readBody(ex: Exchange, declaredLength: string, limit: number, done: (body: Buffer) => void): void {
+export function readBody(ex: Exchange, declaredLength: string, limit: number, done: (body: Buffer) => void, hold?: Hold): void {
   const declared = declaredLength === '' ? -1 : Number(declaredLength);
   if (declared > limit) {
     tooLarge(ex, limit);
     return;
   }
+  if (hold !== undefined && declared > 0 && !hold.take(declared)) return overloaded(ex, hold);
   // With a Content-Length (the usual case) the body is copied once into a buffer of its size.
-  // Only up to preallocMax: a client must not make us reserve 10 MiB with a header alone.
-  let buf = declared > 0 && declared <= preallocMax ? Buffer.allocUnsafe(declared) : undefined;
+  // Without a hold only up to preallocMax: a client must not make us reserve 10 MiB with a header
+  // alone. With one, those bytes are already counted against the budget; and one buffer of the
+  // body's size is one allocation the allocator gives back to the system whole when it is freed,
+  // where a list of chunks fragments its heap.
+  let buf = declared > 0 && (declared <= preallocMax || hold !== undefined) ? Buffer.allocUnsafe(declared) : undefined;
   let chunks: Buffer[] | undefined;
   let size = 0;
   ex.res.onData((ab, isLast) => {
     if (ex.done) return;
     const chunk = new Uint8Array(ab);
     if (size + chunk.length > limit) {
+      hold?.release();
       tooLarge(ex, limit);
       return;
     }
+    if (hold !== undefined && size + chunk.length > hold.bytes && !hold.take(size + chunk.length - hold.bytes)) return overloaded(ex, hold);
     if (buf !== undefined && size + chunk.length <= buf.length) {
       buf.set(chunk, size);
     } else {
@@ -109,6 +124,49 @@ export function readBody(ex: Exchange, declaredLength: string, limit: number, do
     if (!isLast) return;
     if (chunks !== undefined) done(Buffer.concat(chunks, size));
     else done(buf === undefined ? Buffer.alloc(0) : buf.subarray(0, size));
+    hold?.release();
+  });
+}
+
+function overloaded(ex: Exchange, hold: Hold) {
+  hold.release();
+  sendError(ex, new HttpError('overloaded', 'Too many request bodies are being received at once; retry later'), true);
+}
+
+/**
+ * Answers with a body too large to hand to uWS at once. `end` would make uWS copy whatever the
+ * socket does not take now into a buffer of its own, with no limit and out of our sight; `tryEnd`
+ * writes only what the socket takes, and `onWritable` sends the rest as the client reads. The
+ * bytes still to send stay in `body`, which the caller accounts for until `finished` runs: once,
+ * when the last byte is written or the client went away.
+ */
+export function sendStreamed(ex: Exchange, status: number, body: Buffer, headers: Headers, finished: () => void): void {
+  if (ex.done) return finished();
+  ex.done = true;
+  const { res } = ex;
+  let over = false;
+  const finish = () => {
+    if (over) return;
+    over = true;
+    finished();
+  };
+  const onAbort = ex.onAbort;
+  ex.onAbort = () => {
+    onAbort?.();
+    finish();
+  };
+  res.cork(() => {
+    res.writeStatus(statusLine(status));
+    for (const name in headers) res.writeHeader(name, headers[name]!);
+    const start = res.getWriteOffset();
+    const [ok, done] = res.tryEnd(body, body.length);
+    if (done) return finish();
+    if (ok) return;
+    res.onWritable((offset) => {
+      const [more, ended] = res.tryEnd(body.subarray(offset - start), body.length);
+      if (ended) finish();
+      return more;
+    });
   });
 }
 

@@ -79,6 +79,7 @@ export const wsErrorMessages = {
   TOO_MANY_ROOMS: 'This connection has joined as many rooms as it may',
   WEBHOOK_DELETED: 'The webhook was deleted',
   RATE_LIMITED: 'Too many messages; slow down',
+  OVERLOADED: 'The server is sending as many stored requests as it may at once; join again with since = last after retryAfterMs',
   INTERNAL: 'Internal server error',
 } as const;
 export type WsErrorCode = keyof typeof wsErrorMessages;

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as v from 'valibot';
 import type { Auth } from './auth.js';
+import type { Budget } from './budget.js';
 import { HttpError } from './errors.js';
 import { errorBody, send as sendHttp, sendError as sendHttpError, type Headers } from './http.js';
 import type { Logger } from './log.js';
@@ -38,6 +39,10 @@ interface Conn {
   overLimit: boolean;
   /** Bytes published to its rooms by the batch being checked. */
   pending: number;
+  /** The replays of its joins with `since`, one after the other: each ends before the next starts. */
+  replays: Promise<void>;
+  /** A replay waiting for the send buffer to drain (see `drained`). */
+  onDrain: (() => void) | undefined;
 }
 
 export interface RealtimeOptions {
@@ -46,6 +51,8 @@ export interface RealtimeOptions {
   wsIdleTimeout: number;
   maxRooms: number;
   replayLimit: number;
+  /** Payload bytes per replay page; a page holds at least one request. */
+  maxPageBytes: number;
   maxConnections: number;
   /** Frames per second per connection; 0 = no limit. */
   wsRateLimit: number;
@@ -58,6 +65,8 @@ interface Deps {
   webhooks: WebhookCache;
   metrics: Metrics;
   log: Logger;
+  /** Payload bytes held for listings and replays, server-wide (HOOKY_MAX_READ_BYTES). */
+  reads: Budget;
   isDraining: () => boolean;
 }
 
@@ -82,6 +91,14 @@ const refusalHeaders: Readonly<Record<number, Headers>> = {
   503: { ...json, 'retry-after': '1' },
 };
 
+/**
+ * A replay sends its next page once the socket's send buffer is down to this: the page before it
+ * has then reached the kernel, and its hold on the read budget is given back.
+ */
+const replayLowWater = 256 * 1024;
+/** What an OVERLOADED refusal of a replay suggests waiting before the join is sent again. */
+const overloadedRetryMs = 1000;
+
 /** A client over its rate for this long, by more than a burst, is closed rather than answered. */
 const strikeWindowMs = 10_000;
 
@@ -90,7 +107,7 @@ const strikeWindowMs = 10_000;
  * broadcast is one `app.publish` that uWS fans out in C++, never a loop over sockets in JS.
  */
 export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: Deps) {
-  const { store, webhooks, metrics, log, auth } = deps;
+  const { store, webhooks, metrics, log, auth, reads } = deps;
   // Every open socket, for shutdown.
   const sockets = new Set<Socket>();
   // The members of each room, kept beside uWS's topics: for emptying a deleted webhook's room and
@@ -193,16 +210,64 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
       return;
     }
     send(ws, 'joined', { webhookId, room }, ref);
+    // One replay at a time per connection: ten joins at once replay one after the other.
+    const replay = conn.replays.then(() => replayFrom(ws, webhookId, room, since, ref));
+    conn.replays = replay.catch(() => {});
+    await replay;
+  }
 
-    const { json, truncated } = await store.requestsSince(webhookId, since, opts.replayLimit);
-    if (conn.closed) return;
+  /**
+   * Sends what was committed after `since`, oldest first, page by page: a page ends at
+   * HOOKY_MAX_PAGE_BYTES of payload (or one request, however large), its bytes are held from the
+   * read budget before it is fetched, and the next page is fetched only once the socket's send
+   * buffer has drained to `replayLowWater`. A replay holds about one page, whatever the client's
+   * speed. When the budget refuses a page, the replay stops with OVERLOADED and `last`, from where
+   * a new `join` resumes.
+   */
+  async function replayFrom(ws: Socket, webhookId: string, room: string, since: string, ref: Ref) {
+    const conn = ws.getUserData();
     // Replayed events echo the join's ref, which tells them apart from live ones.
     const tail = ref === undefined ? '}' : `,"ref":${JSON.stringify(ref)}}`;
-    ws.cork(() => {
-      for (const payload of json) sent(ws, ws.send(`{"event":"new-request","data":${payload}${tail}`, false));
+    let last = since;
+    let count = 0;
+    let more = true;
+    while (more && count < opts.replayLimit && !conn.closed) {
+      const page = await store.pageOf(webhookId, 'oldest', last, opts.replayLimit - count, opts.maxPageBytes);
+      more = page.more;
+      if (conn.closed || page.ids.length === 0) break;
+      const hold = reads.hold();
+      if (!hold.take(page.bytes)) {
+        metrics.readRefusals.inc();
+        return sendError(ws, 'OVERLOADED', ref, { webhookId, last, retryAfterMs: overloadedRetryMs });
+      }
+      try {
+        const json = await store.payloadsOf(webhookId, page.ids, 'oldest');
+        if (conn.closed) return;
+        ws.cork(() => {
+          for (const payload of json) sent(ws, ws.send(`{"event":"new-request","data":${payload}${tail}`, false));
+        });
+        // A row deleted since its page was cut (retention) is skipped; `last` moves past it all the same.
+        count += json.length;
+        last = page.ids[page.ids.length - 1]!;
+        await drained(ws);
+      } finally {
+        hold.release();
+      }
+    }
+    if (conn.closed) return;
+    send(ws, 'replayed', { webhookId, room, count, truncated: more, last }, ref);
+  }
+
+  /** Resolves once the socket's send buffer is down to `replayLowWater`, or it closed. */
+  function drained(ws: Socket): Promise<void> {
+    const conn = ws.getUserData();
+    if (conn.closed || ws.getBufferedAmount() <= replayLowWater) return Promise.resolve();
+    return new Promise((resolve) => {
+      conn.onDrain = () => {
+        conn.onDrain = undefined;
+        resolve();
+      };
     });
-    const last = json.length > 0 ? (JSON.parse(json[json.length - 1]!) as { id: string }).id : since;
-    send(ws, 'replayed', { webhookId, room, count: json.length, truncated, last }, ref);
   }
 
   /**
@@ -322,6 +387,8 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
           refusedSince: now,
           overLimit: false,
           pending: 0,
+          replays: Promise.resolve(),
+          onDrain: undefined,
         },
         key,
         PROTOCOL,
@@ -338,9 +405,16 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
 
     message: onMessage,
 
+    drain(ws) {
+      const conn = ws.getUserData();
+      if (conn.onDrain !== undefined && ws.getBufferedAmount() <= replayLowWater) conn.onDrain();
+    },
+
     close(ws, code, message) {
       const conn = ws.getUserData();
       conn.closed = true;
+      // A replay waiting for this socket to drain gives its page back.
+      conn.onDrain?.();
       sockets.delete(ws);
       metrics.openSockets.dec();
       metrics.joinedRooms.dec(conn.rooms.size);

@@ -1,5 +1,6 @@
 import { registerApi } from './api.js';
 import { createAuth } from './auth.js';
+import { createBudget } from './budget.js';
 import { registerCapture } from './capture.js';
 import type { Config } from './config.js';
 import { openDatabase } from './db/connect.js';
@@ -57,7 +58,9 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   );
 
   const app = uws.App();
-  const realtime = createRealtime(app, config, { auth, store, webhooks, metrics, log, isDraining });
+  // One ceiling for the payload bytes of every REST page and replay page being fetched or sent.
+  const reads = createBudget(config.maxReadBytes, (delta) => metrics.readBytes.inc(delta));
+  const realtime = createRealtime(app, config, { auth, store, webhooks, metrics, log, reads, isDraining });
   const writer = createWriter(
     store,
     {
@@ -76,7 +79,11 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   let port = 0;
   const publicUrl = () => config.publicUrl ?? `http://localhost:${port}`;
   registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
-  registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { auth, store, webhooks, log, onDeleted: realtime.webhookDeleted });
+  registerApi(
+    app,
+    { maxApiBodyBytes: config.maxApiBodyBytes, maxPageBytes: config.maxPageBytes, publicUrl },
+    { auth, store, webhooks, log, metrics, reads, onDeleted: realtime.webhookDeleted },
+  );
   registerHealth(app, { metrics, isDraining, ping: store.ping });
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
 

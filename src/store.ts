@@ -70,6 +70,17 @@ const insert = (sql: Sql, rows: readonly PendingRow[], webhookIds: readonly stri
   )
   select id from live`;
 
+/** `newest`: REST listings, newest first. `oldest`: `since` replays, oldest first. */
+export type PageOrder = 'newest' | 'oldest';
+
+/** One page of stored requests, cut by rows and by bytes (see `pageOf`). */
+export interface Page {
+  ids: string[];
+  /** Payload bytes of the page, as Postgres stores them (UTF-8). */
+  bytes: number;
+  more: boolean;
+}
+
 /** Every query hooky makes. Payloads come back as the JSON text they were stored as. */
 export function createStore(sql: Sql) {
   return {
@@ -119,33 +130,62 @@ export function createStore(sql: Sql) {
       return new Set(rows.map((r) => r.id));
     },
 
-    /** Newest first, `before` exclusive; one extra row tells whether there is a next page. */
-    async listRequests(webhookId: string, limit: number, before: string | undefined): Promise<{ json: string[]; next: string | null }> {
-      const rows = await sql<{ id: string; payload: string }[]>`
-        select id, payload from requests
-        where webhook_id = ${webhookId} ${before === undefined ? sql`` : sql`and id < ${before}::uuid`}
-        order by id desc
-        limit ${limit + 1}`;
-      const more = rows.length > limit;
-      const page = more ? rows.slice(0, limit) : rows;
-      return { json: page.map((r) => r.payload), next: more ? page[page.length - 1]!.id : null };
+    /**
+     * The ids of one page and their payload bytes, without the payloads: at most `limit` rows,
+     * `newest` first before `cursor` or `oldest` first after it, cut where the running total of
+     * payload bytes would pass `maxBytes` (a page has at least one row, however large). The cut
+     * is made by Postgres, from sizes it reads without detoasting a payload, so a page's bytes
+     * are known before any of them is fetched. `more`: rows follow the page.
+     */
+    async pageOf(webhookId: string, order: PageOrder, cursor: string | undefined, limit: number, maxBytes: number): Promise<Page> {
+      const newest = order === 'newest';
+      const dir = newest ? sql`desc` : sql`asc`;
+      const after = cursor === undefined ? sql`` : newest ? sql`and id < ${cursor}::uuid` : sql`and id > ${cursor}::uuid`;
+      // Only the first row past the page comes back beside it (n <= 2, or the bytes before it fit).
+      const rows = await sql<{ id: string; bytes: number; keep: boolean }[]>`
+        with page as (
+          select id, octet_length(payload) as bytes, row_number() over w as n, sum(octet_length(payload)) over w as upto
+          from requests
+          where webhook_id = ${webhookId} ${after}
+          window w as (order by id ${dir} rows between unbounded preceding and current row)
+          order by id ${dir}
+          limit ${limit + 1}
+        )
+        select id::text as id, bytes, n <= ${limit} and (n = 1 or upto <= ${maxBytes}) as keep
+        from page
+        where n <= 2 or upto - bytes <= ${maxBytes}
+        order by n`;
+      const ids: string[] = [];
+      let bytes = 0;
+      for (const r of rows) {
+        if (!r.keep) break;
+        ids.push(r.id);
+        bytes += r.bytes;
+      }
+      return { ids, bytes, more: rows.length > ids.length };
+    },
+
+    /** The payloads of a page, in its order; a row deleted since its page was cut is missing. */
+    async payloadsOf(webhookId: string, ids: readonly string[], order: PageOrder): Promise<string[]> {
+      if (ids.length === 0) return [];
+      const rows = await sql<{ payload: string }[]>`
+        select payload from requests
+        where webhook_id = ${webhookId} and id = any(${ids as string[]}::uuid[])
+        order by id ${order === 'newest' ? sql`desc` : sql`asc`}`;
+      return rows.map((r) => r.payload);
+    },
+
+    /** Payload bytes of one request, read without detoasting it; undefined when there is none. */
+    async sizeOf(webhookId: string, id: string): Promise<number | undefined> {
+      const [row] = await sql<{ bytes: number }[]>`
+        select octet_length(payload) as bytes from requests where webhook_id = ${webhookId} and id = ${id}::uuid`;
+      return row?.bytes;
     },
 
     async getRequest(webhookId: string, id: string): Promise<string | undefined> {
       const [row] = await sql<{ payload: string }[]>`
         select payload from requests where webhook_id = ${webhookId} and id = ${id}::uuid`;
       return row?.payload;
-    },
-
-    /** Oldest first, strictly after `since`; at most `limit` rows plus one to tell truncation. */
-    async requestsSince(webhookId: string, since: string, limit: number): Promise<{ json: string[]; truncated: boolean }> {
-      const rows = await sql<{ payload: string }[]>`
-        select payload from requests
-        where webhook_id = ${webhookId} and id > ${since}::uuid
-        order by id asc
-        limit ${limit + 1}`;
-      const truncated = rows.length > limit;
-      return { json: (truncated ? rows.slice(0, limit) : rows).map((r) => r.payload), truncated };
     },
 
     /** The newest committed request id of a webhook, or null. */

@@ -144,7 +144,7 @@ type FrameName = keyof typeof frameData;
 type Frame = { [K in FrameName]: { event: K; data: v.InferOutput<(typeof frameData)[K]>; ref: number | string | undefined } }[FrameName];
 
 /** Failures no retry can fix: the room is dropped and its `join` rejected. Others are retried. */
-const transient = new Set<string>(['RATE_LIMITED', 'INTERNAL']);
+const transient = new Set<string>(['RATE_LIMITED', 'INTERNAL', 'OVERLOADED']);
 
 /**
  * Refused upgrades that no retry can fix: a missing or wrong token (401), a foreign origin (403),
