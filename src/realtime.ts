@@ -8,7 +8,9 @@ import type { Metrics } from './metrics.js';
 import {
   clientSchemas,
   EnvelopeSchema,
+  newRequestFrame,
   PROTOCOL,
+  RefSchema,
   roomOf,
   TOKEN_PROTOCOL_PREFIX,
   wsErrorMessages,
@@ -197,9 +199,8 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
     const { json, truncated } = await store.requestsSince(webhookId, since, opts.replayLimit);
     if (conn.closed) return;
     // Replayed events echo the join's ref, which tells them apart from live ones.
-    const tail = ref === undefined ? '}' : `,"ref":${JSON.stringify(ref)}}`;
     ws.cork(() => {
-      for (const payload of json) sent(ws, ws.send(`{"event":"new-request","data":${payload}${tail}`, false));
+      for (const payload of json) sent(ws, ws.send(newRequestFrame(payload, ref), false));
     });
     const last = json.length > 0 ? (JSON.parse(json[json.length - 1]!) as { id: string }).id : since;
     send(ws, 'replayed', { webhookId, room, count: json.length, truncated, last }, ref);
@@ -369,7 +370,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
         const room = roomOf(row.webhookId);
         const set = members.get(room);
         if (set === undefined) continue;
-        const frame = `{"event":"new-request","data":${row.json}}`;
+        const frame = newRequestFrame(row.json);
         app.publish(room, frame, false);
         metrics.publishes.inc();
         reached ??= new Map();
@@ -416,5 +417,5 @@ export const hardPayloadCeiling = (max: number) => Math.max(4 * max, MiB);
 function refOf(x: unknown): Ref {
   if (typeof x !== 'object' || x === null) return undefined;
   const ref = (x as { ref?: unknown }).ref;
-  return (typeof ref === 'string' && ref.length <= 128) || (typeof ref === 'number' && Number.isFinite(ref)) ? ref : undefined;
+  return v.is(RefSchema, ref) ? ref : undefined;
 }
