@@ -72,7 +72,6 @@ export function createConnection(url: string, o: ConnectionOptions, hooks: Hooks
   let rws: Rws | undefined;
   let link: Socket | undefined; // the open socket, if any
   let started = false;
-  let failures = 0; // attempts since the last connection that lasted stableAfterMs
   let closed = false;
   let closing: Promise<void> | undefined;
   let transport: TokenTransport | undefined; // how the token travels, once the class is known
@@ -80,7 +79,6 @@ export function createConnection(url: string, o: ConnectionOptions, hooks: Hooks
   let linkError: string | undefined;
   let missed = 0;
   let heartbeat: ReturnType<typeof setInterval> | undefined;
-  let stable: ReturnType<typeof setTimeout> | undefined;
   let waiting: { timer: ReturnType<typeof setTimeout>; resolve(): void } | undefined;
 
   const send = (frame: object) => {
@@ -124,7 +122,10 @@ export function createConnection(url: string, o: ConnectionOptions, hooks: Hooks
     // stop (a refusal): with `closed` set it will not open a socket, so no wait and no event.
     if (closed) return url;
     if (started) {
-      const attempt = ++failures;
+      // reconnecting-websocket counts the attempts since the last connection that lasted
+      // `minUptime` (stableAfterMs). Its `reconnect()` (a stalled link) starts the count anew,
+      // at 0: that attempt still waits the first backoff, as any reconnect does.
+      const attempt = Math.max(1, rws?.retryCount ?? 1);
       const delay = backoffDelay(attempt, o);
       hooks.emit('reconnecting', { attempt, delay });
       await new Promise<void>((resolve) => {
@@ -144,7 +145,6 @@ export function createConnection(url: string, o: ConnectionOptions, hooks: Hooks
     linkError = undefined;
     missed = 0;
     heartbeat = setInterval(beat, o.pingIntervalMs);
-    stable = setTimeout(() => (failures = 0), o.stableAfterMs);
     hooks.opened();
   }
 
@@ -169,7 +169,6 @@ export function createConnection(url: string, o: ConnectionOptions, hooks: Hooks
     if (!link) return; // a failed attempt: its error event reports it as connect_error
     link = undefined;
     clearInterval(heartbeat);
-    clearTimeout(stable);
     hooks.lost();
     if (told || closed) return;
     // reconnecting-websocket reports an error on an open link as close first, then error; wait
@@ -206,7 +205,9 @@ export function createConnection(url: string, o: ConnectionOptions, hooks: Hooks
       const protocols = transport === 'protocol' ? [PROTOCOL, `${TOKEN_PROTOCOL_PREFIX}${o.token}`] : PROTOCOL;
       rws = new ReconnectingWebSocket(nextUrl, protocols, {
         WebSocket,
-        // Delays are waited out in nextUrl, with per-attempt jitter.
+        // Delays are waited out in nextUrl, with per-attempt jitter; its attempt count is the
+        // package's, reset once a connection has lasted minUptime.
+        minUptime: o.stableAfterMs,
         minReconnectionDelay: 0,
         maxReconnectionDelay: 0,
         reconnectionDelayGrowFactor: 1,
@@ -250,7 +251,6 @@ export function createConnection(url: string, o: ConnectionOptions, hooks: Hooks
         waiting.resolve();
       }
       clearInterval(heartbeat);
-      clearTimeout(stable);
       link = undefined;
       rws?.close(1000, 'client closed');
       closing = settle(sockets);
