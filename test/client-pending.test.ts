@@ -1,5 +1,7 @@
 /** The SDK's pending requests: joins and leaves the rate limit refused are sent again. */
+import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { createPending, type PendingJoin, type PendingLeave } from '../src/client/pending.js';
 import { withCleanup } from './support/suite.js';
 import { createClient } from '../src/client/index.js';
 import { startServer } from './support/server.js';
@@ -33,3 +35,38 @@ rate('joins over HOOKY_WS_RATE_LIMIT are sent again after retryAfterMs and all c
 });
 
 rate.run();
+
+const unit = suite('pending requests');
+
+unit('a lost connection settles every pending leave as left and forgets every join', async () => {
+  const sent: object[] = [];
+  const pending = createPending({ minDelayMs: 10, maxDelayMs: 1000 }, { send: (f) => sent.push(f), rejoin: () => true });
+  const join = pending.join('a', false);
+  const leaving = pending.leave('b');
+  assert.equal(sent, [{ event: 'leave', data: { webhookId: 'b' }, ref: join + 1 }]);
+  pending.reset();
+  assert.equal(await leaving, { webhookId: 'b', room: 'webhook:b' });
+  assert.is(pending.get(join), undefined);
+});
+
+unit('after a rate-limit refusal, the requests still unanswered are sent again, the joins through rejoin, the leave under a new ref', async () => {
+  const sent: object[] = [];
+  const rejoined: (number | string)[] = [];
+  const pending = createPending({ minDelayMs: 10, maxDelayMs: 1000 }, { send: (f) => sent.push(f), rejoin: (ref) => (rejoined.push(ref), true) });
+  const answered = pending.join('a', false);
+  const unanswered = pending.join('b', false);
+  const leaving = pending.leave('c');
+  (pending.get(answered) as PendingJoin).answered = true;
+  pending.throttled(20);
+  await until(() => sent.length === 2, 'the leave sent again');
+  assert.equal(rejoined, [unanswered], 'the answered join is not sent again');
+  assert.equal(sent[1], { event: 'leave', data: { webhookId: 'c' }, ref: 4 });
+  // Both refs lead to the one leave; it settles once.
+  const left = { webhookId: 'c', room: 'webhook:c' };
+  assert.ok(pending.settleLeave(pending.get(4) as PendingLeave, { left }));
+  assert.not.ok(pending.settleLeave(pending.get(3) as PendingLeave, { left }));
+  assert.equal(await leaving, left);
+  pending.reset();
+});
+
+unit.run();
