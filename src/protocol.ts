@@ -145,3 +145,57 @@ export type ServerFrame = { [K in ServerEventName]: v.InferOutput<(typeof server
 export function newRequestFrame(payloadJson: string, ref?: Ref): string {
   return ref === undefined ? `{"event":"new-request","data":${payloadJson}}` : `{"event":"new-request","data":${payloadJson},"ref":${JSON.stringify(ref)}}`;
 }
+
+// --- REST ------------------------------------------------------------------------------------
+
+// uWS writes these itself; a webhook that set them would corrupt the HTTP framing.
+const reservedHeaders = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'date']);
+
+/** The custom answer a webhook's capture route gives instead of the default 200. */
+export const WebhookResponseSchema = v.strictObject({
+  status: v.optional(v.pipe(v.number(), v.integer(), v.minValue(200), v.maxValue(599))),
+  headers: v.optional(
+    v.pipe(
+      v.record(
+        v.pipe(v.string(), v.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'header names must be RFC 9110 tokens')),
+        v.pipe(v.string(), v.maxLength(8192), v.regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'header values must hold no control characters')),
+      ),
+      // Header names are case-insensitive; stored lower-case like captured headers.
+      v.transform((h) => Object.fromEntries(Object.entries(h).map(([k, val]) => [k.toLowerCase(), val]))),
+      v.check((h) => !Object.keys(h).some((k) => reservedHeaders.has(k)), `headers may not set ${[...reservedHeaders].join(', ')}`),
+    ),
+  ),
+  body: v.optional(v.pipe(v.string(), v.maxLength(1024 * 1024))),
+  delayMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(30_000))),
+});
+export type WebhookResponse = v.InferOutput<typeof WebhookResponseSchema>;
+
+/** `POST /api/webhooks`: the body is optional; without `id` the server generates one. */
+export const CreateWebhookSchema = v.strictObject({
+  id: v.optional(WebhookIdSchema),
+  response: v.optional(WebhookResponseSchema),
+});
+
+/** A webhook as the REST API answers it. */
+export const WebhookSchema = v.object({
+  id: v.string(),
+  /** Its capture URL: the server's public base, then `/h/<id>`. */
+  url: v.string(),
+  createdAt: v.string(),
+  response: v.nullable(WebhookResponseSchema),
+});
+
+/** `GET /api/webhooks/:id/requests`: newest first; `next` is the `before` of the next page, or null. */
+export const RequestPageSchema = v.object({
+  requests: v.array(CapturedRequestSchema),
+  next: v.nullable(v.string()),
+});
+
+/** The default answer of a capture. */
+export const CaptureAckSchema = v.object({ ok: v.literal(true), id: v.string() });
+
+/** Every HTTP error: a stable `error` code, a message for people, and for some codes more fields. */
+export const ErrorBodySchema = v.looseObject({ error: v.string(), message: v.string() });
+
+/** `/healthz` and `/readyz`. */
+export const HealthSchema = v.object({ status: v.picklist(['ok', 'ready', 'draining', 'storage_unavailable']) });
