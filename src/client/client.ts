@@ -1,7 +1,7 @@
 import * as v from 'valibot';
 import { EnvelopeSchema, requestIdFloor, roomOf, serverSchemas, tokenPattern, transientWsErrors, type CapturedRequest, type ServerFrame, type WsErrorCode } from '../protocol.js';
 import { backoffDelay } from './backoff.js';
-import { createConnection, type ConnectError, type ConnectionEvents } from './connection.js';
+import { createConnection, type ConnectionEvents } from './connection.js';
 import { createEmitter } from './emitter.js';
 import { createPending, type PendingJoin } from './pending.js';
 import { createRoom, endReplay, interrupt, receive, resumeFrom, type RoomState } from './rooms.js';
