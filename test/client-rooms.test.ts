@@ -2,10 +2,12 @@
  * The SDK's rooms: replay and resume against a scripted server, which produces on purpose the
  * orders of frames the real server produces only by chance.
  */
+import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { createRoom, endReplay, interrupt, receive, resumeFrom } from '../src/client/rooms.js';
 import { withCleanup } from './support/suite.js';
-import { HookyError } from '../src/client/index.js';
-import { joinedFrame, later, live, replay, replayed, rid, scriptedClient, sleep, until } from './support/client.js';
+import { HookyError, type CapturedRequest } from '../src/client/index.js';
+import { joinedFrame, later, live, payload, replay, replayed, rid, scriptedClient, sleep, until } from './support/client.js';
 
 const replays = withCleanup('replay and resume (scripted server)');
 
@@ -257,3 +259,29 @@ replays('a close for the rate limit (1008) is a disconnect like any other: recon
 });
 
 replays.run();
+
+const cursor = suite('room cursor');
+const req = (n: number) => payload(n) as CapturedRequest;
+
+cursor('the cursor moves only over contiguous delivery: live requests wait out a replay, an interrupted replay drops them', () => {
+  const got: string[] = [];
+  const deliver = (r: { id: string }) => got.push(r.id);
+  const room = createRoom('w', rid(1));
+  room.replaying = true;
+  receive(room, req(5), false, deliver); // live, held
+  receive(room, req(2), true, deliver);
+  receive(room, req(2), true, deliver); // a duplicate
+  assert.equal(got, [rid(2)]);
+  assert.is(resumeFrom(room), rid(2));
+  interrupt(room); // the link is gone: 5 is dropped, the next replay sends it again
+  assert.is(resumeFrom(room), rid(2));
+  room.replaying = true;
+  receive(room, req(4), false, deliver);
+  receive(room, req(3), false, deliver);
+  receive(room, req(3), true, deliver);
+  endReplay(room, deliver);
+  assert.equal(got, [rid(2), rid(3), rid(4)]);
+  assert.is(resumeFrom(room), rid(4));
+});
+
+cursor.run();

@@ -1,10 +1,15 @@
+/**
+ * The SDK's public API: `createClient`, its options, events and errors. It wires the three parts
+ * that do the work, each in its own file: the connection loop (connection.ts), the requests
+ * awaiting replies (pending.ts) and the rooms followed (rooms.ts), and reads each server frame
+ * with the schemas of protocol.ts. Most of its length is the documented public types.
+ */
 import * as v from 'valibot';
-import { EnvelopeSchema, requestIdFloor, roomOf, serverSchemas, tokenPattern, transientWsErrors, type CapturedRequest, type ServerFrame, type WsErrorCode } from '../protocol.js';
-import { backoffDelay } from './backoff.js';
+import { EnvelopeSchema, roomOf, serverSchemas, tokenPattern, type CapturedRequest, type ServerFrame, type WsErrorCode } from '../protocol.js';
 import { createConnection, type ConnectionEvents } from './connection.js';
 import { createEmitter } from './emitter.js';
-import { createPending, type PendingJoin } from './pending.js';
-import { createRoom, endReplay, interrupt, receive, resumeFrom, type RoomState } from './rooms.js';
+import { createPending } from './pending.js';
+import { createRooms } from './rooms.js';
 import type { WebSocketClass } from './socket.js';
 
 export type { ConnectError } from './connection.js';
@@ -109,21 +114,6 @@ export interface HookyClient {
   readonly connectionId: string | undefined;
 }
 
-interface Waiter {
-  resolve(data: ClientEvents['joined']): void;
-  reject(err: HookyError): void;
-}
-
-/** A room in the rejoin set. */
-interface Entry {
-  room: RoomState;
-  waiters: Waiter[];
-  /** The ref of this room's join in flight on the current connection. */
-  joinRef: number | undefined;
-  joined: boolean;
-  retries: number;
-}
-
 /**
  * Connects to a hooky server's `/ws` and keeps the connection: reconnects with jittered backoff,
  * rejoins every room with `since` = the last request it delivered there, drops duplicates, and
@@ -149,18 +139,18 @@ interface Entry {
 export function createClient(url: string, options: ClientOptions = {}): HookyClient {
   const o = resolveOptions(options);
   const events = createEmitter<ClientEvents>();
-  const rooms = new Map<string, Entry>();
-  const retryTimers = new Set<ReturnType<typeof setTimeout>>();
   let connectionId: string | undefined;
   let closing: Promise<void> | undefined;
   let stopped: ErrorData | undefined; // why the client closed: CLOSED, or a REFUSED upgrade
 
   const conn = createConnection(toWsUrl(url), o, {
     emit: events.emit,
-    opened: () => {
-      for (const entry of rooms.values()) sendJoin(entry);
+    opened: () => rooms.rejoinAll(),
+    lost() {
+      connectionId = undefined;
+      pending.reset();
+      rooms.lost();
     },
-    lost,
     message: onMessage,
     refused(why) {
       // Every pending join, and every later one, rejects with REFUSED; one `error` says why.
@@ -168,50 +158,20 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
       events.emit('error', why);
     },
   });
-  const pending = createPending(o, {
+  const pending = createPending(o, { send: conn.send, rejoin: (ref, p) => rooms.rejoin(ref, p) });
+  const rooms = createRooms(o, {
+    pending,
     send: conn.send,
-    rejoin(ref, p) {
-      const entry = rooms.get(p.webhookId);
-      if (!entry || entry.joinRef !== ref) return false;
-      sendJoin(entry, p.page);
-      return true;
-    },
+    open: () => conn.open,
+    joined: (data) => events.emit('joined', data),
+    deliver: (req) => events.emit('new-request', req),
   });
-  const deliver = (req: CapturedRequest) => events.emit('new-request', req);
-
-  function sendJoin(entry: Entry, page = false) {
-    const { webhookId } = entry.room;
-    const since = resumeFrom(entry.room);
-    const ref = pending.join(webhookId, page);
-    entry.joinRef = ref;
-    entry.room.replaying = since !== undefined;
-    conn.send({ event: 'join', data: since === undefined ? { webhookId } : { webhookId, since }, ref });
-  }
-
-  function drop(entry: Entry, err: ErrorData) {
-    if (rooms.get(entry.room.webhookId) === entry) rooms.delete(entry.room.webhookId);
-    for (const w of entry.waiters.splice(0)) w.reject(new HookyError(err));
-  }
-
-  /** The link is gone: every room waits for the next one, which rejoins it from its cursor. */
-  function lost() {
-    connectionId = undefined;
-    for (const t of retryTimers) clearTimeout(t);
-    retryTimers.clear();
-    pending.reset();
-    for (const entry of rooms.values()) {
-      entry.joined = false;
-      entry.joinRef = undefined;
-      interrupt(entry.room);
-    }
-  }
 
   /** Stops for good: every pending join rejects with `why`, the socket closes, nothing reconnects. */
   function shutdown(why: ErrorData): Promise<void> {
     if (closing) return closing;
     stopped = why;
-    for (const t of retryTimers) clearTimeout(t);
-    for (const entry of rooms.values()) drop(entry, { ...why, webhookId: entry.room.webhookId });
+    rooms.dropAll(why);
     pending.reset();
     connectionId = undefined;
     closing = conn.close();
@@ -229,46 +189,12 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
       case 'connected':
         connectionId = frame.data.connectionId;
         return events.emit('connected', frame.data);
-      case 'joined': {
-        if (ref === undefined) return;
-        const entry = rooms.get(frame.data.webhookId);
-        // A reply to a join that a leave (or a newer join) has superseded.
-        if (!entry || ref !== entry.joinRef) return void pending.delete(ref);
-        const p = pending.get(ref);
-        if (p?.kind === 'join') p.answered = true;
-        // Without a replay to follow, the join is complete.
-        if (!entry.room.replaying) {
-          pending.delete(ref);
-          entry.retries = 0;
-        }
-        if (p?.kind === 'join' && p.page) return;
-        entry.joined = true;
-        // A room with no request delivered yet resumes from where the server says it joined:
-        // everything after `last` reached us live (null: the webhook had none, so from the start).
-        if (resumeFrom(entry.room) === undefined && frame.data.last !== undefined) {
-          entry.room.floor = frame.data.last ?? requestIdFloor(0);
-        }
-        events.emit('joined', frame.data);
-        for (const w of entry.waiters.splice(0)) w.resolve(frame.data);
-        return;
-      }
-      case 'new-request': {
-        const entry = rooms.get(frame.data.webhookId);
-        if (!entry) return;
-        // Replayed requests carry their join's ref; one from a superseded join is not ours.
-        if (ref !== undefined && ref !== entry.joinRef) return;
-        return receive(entry.room, frame.data, ref !== undefined, deliver);
-      }
-      case 'replayed': {
-        if (ref === undefined) return;
-        pending.delete(ref);
-        const entry = rooms.get(frame.data.webhookId);
-        if (!entry || ref !== entry.joinRef) return;
-        // The server sends at most HOOKY_REPLAY_LIMIT per join: ask for the next page.
-        if (frame.data.truncated) return sendJoin(entry, true);
-        entry.retries = 0;
-        return endReplay(entry.room, deliver);
-      }
+      case 'joined':
+        return rooms.joined(frame.data, ref);
+      case 'new-request':
+        return rooms.newRequest(frame.data, ref);
+      case 'replayed':
+        return rooms.replayed(frame.data, ref);
       case 'left': {
         const p = ref === undefined ? undefined : pending.get(ref);
         if (p?.kind === 'leave') {
@@ -293,27 +219,9 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
     if (p) pending.delete(ref!);
     if (p?.kind === 'leave') pending.settleLeave(p, { err: new HookyError(err) });
     if (err.code === 'RATE_LIMITED' && ref === undefined) pending.throttled(err.retryAfterMs);
-    if (p?.kind === 'join') retryOrDrop(p, ref!, err);
-    // The server has emptied the room: following it again would only fail.
-    if (err.code === 'WEBHOOK_DELETED' && err.webhookId !== undefined) {
-      const entry = rooms.get(err.webhookId);
-      if (entry) drop(entry, err);
-    }
+    if (p?.kind === 'join') rooms.refused(p, ref!, err);
+    if (err.code === 'WEBHOOK_DELETED' && err.webhookId !== undefined) rooms.deleted(err.webhookId, err);
     events.emit('error', err);
-  }
-
-  /** A join the server refused: dropped when no retry can help, else sent again after a backoff. */
-  function retryOrDrop(p: PendingJoin, ref: number | string, err: ErrorData) {
-    const entry = rooms.get(p.webhookId);
-    if (!entry || entry.joinRef !== ref) return;
-    if (!transientWsErrors.has(err.code)) return drop(entry, err);
-    // Live requests stay held and the cursor stays put: the retry resumes from it.
-    const timer = setTimeout(() => {
-      retryTimers.delete(timer);
-      // Already joined on this connection (the replay failed): the retry is a page, not a new `joined`.
-      if (conn.open && rooms.get(p.webhookId) === entry) sendJoin(entry, p.page || entry.joined);
-    }, backoffDelay(++entry.retries, o));
-    retryTimers.add(timer);
   }
 
   return {
@@ -322,20 +230,11 @@ export function createClient(url: string, options: ClientOptions = {}): HookyCli
 
     join(webhookId, { since } = {}) {
       if (closing) return Promise.reject(new HookyError({ ...(stopped ?? { code: 'CLOSED', message: 'the client is closed' }), webhookId }));
-      let entry = rooms.get(webhookId);
-      if (entry?.joined) return Promise.resolve({ webhookId, room: roomOf(webhookId) });
-      if (!entry) {
-        entry = { room: createRoom(webhookId, since), waiters: [], joinRef: undefined, joined: false, retries: 0 };
-        rooms.set(webhookId, entry);
-        if (conn.open) sendJoin(entry);
-      }
-      const waiting = entry;
-      return new Promise((resolve, reject) => waiting.waiters.push({ resolve, reject }));
+      return rooms.follow(webhookId, since).catch((err: ErrorData) => Promise.reject(new HookyError(err)));
     },
 
     leave(webhookId) {
-      const entry = rooms.get(webhookId);
-      if (entry) drop(entry, { code: 'LEFT', message: 'left before the join completed', webhookId });
+      rooms.unfollow(webhookId, { code: 'LEFT', message: 'left before the join completed', webhookId });
       // Not connected: the server holds no membership to end.
       if (!conn.open || closing) return Promise.resolve({ webhookId, room: roomOf(webhookId) });
       return pending.leave(webhookId);
