@@ -1,5 +1,8 @@
 /**
- * The hooky.v1 wire protocol: names, schemas and types shared by the server and the client SDK.
+ * The hooky.v1 wire contract, in one place: names, id and token patterns, every WebSocket frame
+ * both ways and every REST body as a valibot schema with its type inferred, the one builder of a
+ * `new-request` frame, and which refusals are permanent. The server, the SDK, the CLI, the
+ * benchmarks and the generated API docs (src/apidocs.ts) all read it from here.
  * Imports nothing from the server, so the SDK bundles for the browser on its own.
  */
 import * as v from 'valibot';
