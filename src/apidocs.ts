@@ -5,7 +5,8 @@
  * the files are stale, when a route the server registers or an event it speaks is missing here.
  *
  * It lives in src/ because it is a view of src/'s own tables, typechecked with them; the server
- * never imports it, and its one dependency (@valibot/to-json-schema) is a devDependency.
+ * never imports it, and its one dependency (@valibot/to-json-schema) is a devDependency. It is
+ * longer than a module should be because most of it is data: the description of every route.
  */
 import { writeFileSync } from 'node:fs';
 import { toJsonSchemaDefs } from '@valibot/to-json-schema';
