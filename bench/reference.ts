@@ -6,9 +6,9 @@
  */
 import { newRequestId } from '../src/ids.js';
 import { buildPayload } from '../src/payload.js';
+import { newRequestFrame, PROTOCOL, roomOf } from '../src/protocol.js';
 import { uws } from '../src/uws.js';
 
-const PROTOCOL = 'hooky.v1';
 const app = uws.App();
 
 app.ws('/ws', {
@@ -24,7 +24,7 @@ app.ws('/ws', {
   message(ws, message) {
     const msg = JSON.parse(Buffer.from(message).toString()) as { event: string; data: { webhookId: string } };
     if (msg.event !== 'join') return;
-    const room = `webhook:${msg.data.webhookId}`;
+    const room = roomOf(msg.data.webhookId);
     ws.subscribe(room);
     ws.send(JSON.stringify({ event: 'joined', data: { webhookId: msg.data.webhookId, room } }), false);
   },
@@ -43,7 +43,7 @@ app.any('/h/:id', (res, req) => {
     if (!last) return;
     const id = newRequestId();
     const { json } = buildPayload(id, webhookId, facts, Buffer.concat(chunks), new Date());
-    app.publish(`webhook:${webhookId}`, `{"event":"new-request","data":${json}}`, false);
+    app.publish(roomOf(webhookId), newRequestFrame(json), false);
     if (!aborted) res.cork(() => res.writeHeader('content-type', 'application/json').end(`{"ok":true,"id":"${id}"}`));
   });
 });

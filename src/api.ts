@@ -6,8 +6,8 @@ import { errorBody, exchange, readBody, send, sendEmpty, sendError, sendJson, se
 import { newWebhookId } from './ids.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import { RequestIdSchema, WebhookIdSchema, requestIdPattern, webhookIdPattern } from './protocol.js';
-import { ResponseSchema, type Store, type Webhook } from './store.js';
+import { CreateWebhookSchema, RequestIdSchema, requestIdPattern, webhookIdPattern } from './protocol.js';
+import type { Store, Webhook } from './store.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.js';
 import type { WebhookCache } from './webhooks.js';
 
@@ -29,11 +29,6 @@ interface Deps {
   reads: Budget;
   onDeleted: (webhookId: string) => void;
 }
-
-const CreateSchema = v.strictObject({
-  id: v.optional(WebhookIdSchema),
-  response: v.optional(ResponseSchema),
-});
 
 const ListQuerySchema = v.object({
   limit: v.pipe(
@@ -136,7 +131,7 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
         return sendError(ex, new HttpError('invalid_request', 'The body is not valid JSON'));
       }
     }
-    const parsed = v.safeParse(CreateSchema, input);
+    const parsed = v.safeParse(CreateWebhookSchema, input);
     if (!parsed.success) {
       return sendError(ex, new HttpError('invalid_request', v.summarize(parsed.issues), { issues: issuesOf(parsed.issues) }));
     }

@@ -6,8 +6,8 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createClient, type CapturedRequest, type ConnectError } from './client/index.js';
-import { requestIdPattern, webhookIdPattern } from './protocol.js';
+import { createClient, type CapturedRequest } from './client/index.js';
+import { isPermanentRefusal, requestIdPattern, tokenPattern, webhookIdPattern } from './protocol.js';
 
 const usage = `Usage: hooky <command> [options]
 
@@ -149,7 +149,7 @@ async function listen({ url, token: flag, forward, json = false, since, position
     client.on('reconnecting', ({ attempt, delay }) => say(`reconnecting in ${(delay / 1000).toFixed(1)} s (attempt ${attempt})`));
     client.on('connect_error', (err) => {
       if (err.status === 401) exit(1, unauthorized(server, token));
-      else if (isPermanent(err)) exit(1, `${server.origin} refused the connection: ${err.message}`);
+      else if (err.status !== undefined && isPermanentRefusal(err.status)) exit(1, `${server.origin} refused the connection: ${err.message}`);
       else say(`cannot connect: ${err.message}`);
     });
     client.on('error', (err) => {
@@ -191,7 +191,7 @@ function apiToken(flag: string | undefined): string | undefined {
     if (flag !== undefined) throw new UsageError('--token is empty');
     return undefined;
   }
-  if (!/^[A-Za-z0-9._~+-]+$/.test(token)) {
+  if (!tokenPattern.test(token)) {
     throw new UsageError(`${flag === undefined ? 'HOOKY_API_TOKEN' : '--token'} may hold only A-Z a-z 0-9 . _ ~ + -, as the server's HOOKY_API_TOKEN does`);
   }
   return token;
@@ -202,10 +202,6 @@ const unauthorized = (server: URL, token: string | undefined) =>
   token === undefined
     ? `${server.origin} requires an API token: pass --token or set HOOKY_API_TOKEN`
     : `${server.origin} did not accept the API token (HTTP 401): check --token or HOOKY_API_TOKEN`;
-
-/** A refused upgrade no retry will fix: not a hooky server, or a protocol it does not speak. */
-const isPermanent = (err: ConnectError) =>
-  err.status !== undefined && err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429;
 
 /** `--url` or $HOOKY_URL as the server's http(s) base, ending in `/`: the REST API and /ws hang off it. */
 function httpBase(url = process.env.HOOKY_URL || 'http://localhost:3000'): URL {

@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { tokenPattern } from './protocol.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -47,7 +48,7 @@ const databaseUrl = v.pipe(
 const apiToken = v.pipe(
   optionalText,
   v.check(
-    (s) => s === undefined || /^[A-Za-z0-9._~+-]{16,512}$/.test(s),
+    (s) => s === undefined || (tokenPattern.test(s) && s.length >= 16 && s.length <= 512),
     'must be 16 to 512 characters from A-Z a-z 0-9 . _ ~ + - (e.g. the output of `openssl rand -hex 32`)',
   ),
 );

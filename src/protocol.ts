@@ -1,5 +1,8 @@
 /**
- * The hooky.v1 wire protocol: names, schemas and types shared by the server and the client SDK.
+ * The hooky.v1 wire contract, in one place: names, id and token patterns, every WebSocket frame
+ * both ways and every REST body as a valibot schema with its type inferred, the one builder of a
+ * `new-request` frame, and which refusals are permanent. The server, the SDK, the CLI, the
+ * benchmarks and the generated API docs (src/apidocs.ts) all read it from here.
  * Imports nothing from the server, so the SDK bundles for the browser on its own.
  */
 import * as v from 'valibot';
@@ -10,6 +13,22 @@ export const PROTOCOL = 'hooky.v1';
  * as a second subprotocol, `hooky.token.<token>`, beside `hooky.v1`. The server never selects it.
  */
 export const TOKEN_PROTOCOL_PREFIX = 'hooky.token.';
+
+/**
+ * What HOOKY_API_TOKEN may hold (the server also bounds its length): characters valid both in a
+ * header and in a subprotocol name, so either transport carries the token unchanged.
+ */
+export const tokenPattern = /^[A-Za-z0-9._~+-]+$/;
+
+/**
+ * Upgrades refused for a reason no retry can fix: a missing or wrong token (401), a foreign
+ * origin (403), no hooky.v1 offered (400), a WebSocket version other than 13 (426). Every other
+ * refusal is worth retrying with backoff: 503 while the server drains or is full, and whatever a
+ * proxy answers while the server behind it is being deployed (404, 502, …). The SDK stops on
+ * these, and so does the CLI.
+ */
+const permanentRefusals: ReadonlySet<number> = new Set([400, 401, 403, 426]);
+export const isPermanentRefusal = (status: number): boolean => permanentRefusals.has(status);
 
 export const webhookIdPattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 /** UUIDv7 in lower-case hex: plain string order is capture order. */
@@ -48,23 +67,19 @@ export const CapturedRequestSchema = v.object({
 });
 export type CapturedRequest = v.InferOutput<typeof CapturedRequestSchema>;
 
-const RefSchema = v.optional(v.union([v.pipe(v.string(), v.maxLength(128)), v.pipe(v.number(), v.finite())]));
+/** A client's `ref`, echoed on the replies to its frame: a short string or a finite number. */
+export const RefSchema = v.optional(v.union([v.pipe(v.string(), v.maxLength(128)), v.pipe(v.number(), v.finite())]));
 export type Ref = v.InferOutput<typeof RefSchema>;
 
 /** The frame every message shares; checked first so an unknown event is told apart from a bad one. */
 export const EnvelopeSchema = v.object({ event: v.string() });
 
+/** One frame of the protocol: `{"event", "data", "ref"?}`. */
+const frame = <E extends string, D extends v.GenericSchema>(event: E, data: D) => v.object({ event: v.literal(event), data, ref: RefSchema });
+
 export const clientSchemas = {
-  join: v.object({
-    event: v.literal('join'),
-    data: v.object({ webhookId: WebhookIdSchema, since: v.optional(RequestIdSchema) }),
-    ref: RefSchema,
-  }),
-  leave: v.object({
-    event: v.literal('leave'),
-    data: v.object({ webhookId: WebhookIdSchema }),
-    ref: RefSchema,
-  }),
+  join: frame('join', v.object({ webhookId: WebhookIdSchema, since: v.optional(RequestIdSchema) })),
+  leave: frame('leave', v.object({ webhookId: WebhookIdSchema })),
   /** Application-level heartbeat: browsers cannot see WebSocket pings, so the SDK sends this. */
   ping: v.object({ event: v.literal('ping'), data: v.optional(v.unknown()), ref: RefSchema }),
 } as const;
@@ -84,21 +99,107 @@ export const wsErrorMessages = {
 } as const;
 export type WsErrorCode = keyof typeof wsErrorMessages;
 
-export interface ServerEvents {
-  connected: { connectionId: string; protocol: typeof PROTOCOL };
+/**
+ * Error codes a retry of the same `join` can outlive: the room is kept and joined again after a
+ * backoff. Every other code is final for that join.
+ */
+export const transientWsErrors: ReadonlySet<string> = new Set<WsErrorCode>(['RATE_LIMITED', 'INTERNAL', 'OVERLOADED']);
+
+const RoomSchema = v.object({ webhookId: v.string(), room: v.string() });
+
+/**
+ * The `data` of every server frame. Readers accept what a later server may add: ids and codes
+ * are plain strings here (the server's are described by the patterns and tables above), and an
+ * `error` keeps fields it does not name.
+ */
+export const serverData = {
+  /** Always the first frame of a connection. */
+  connected: v.object({ connectionId: v.string(), protocol: v.string() }),
   /**
    * `last` (joins without `since`): the newest request committed for the webhook when the join
    * took effect, or null if it has none. Everything after it reaches this connection live, so it
    * is a safe `since` for a later resume even before the first event arrives.
    */
-  joined: { webhookId: string; room: string; last?: string | null };
+  joined: v.object({ webhookId: v.string(), room: v.string(), last: v.exactOptional(v.nullable(v.string())) }),
   /** Ends the replay of a `join` with `since`; `last` is where a follow-up join should resume. */
-  replayed: { webhookId: string; room: string; count: number; truncated: boolean; last: string };
-  left: { webhookId: string; room: string };
-  'new-request': CapturedRequest;
-  error: { code: WsErrorCode; message: string; [extra: string]: unknown };
-  disconnect: { reason: string };
-  pong: Record<string, never>;
+  replayed: v.object({ webhookId: v.string(), room: v.string(), count: v.number(), truncated: v.boolean(), last: v.string() }),
+  left: RoomSchema,
+  /** The captured request; replayed ones carry the join's `ref`, live ones none. */
+  'new-request': CapturedRequestSchema,
+  /** `code` is one of `wsErrorMessages`' keys; some carry more (`webhookId`, `reason`, `retryAfterMs`, …). */
+  error: v.looseObject({ code: v.string(), message: v.string(), webhookId: v.optional(v.string()) }),
+  /** Sent before the server closes the connection. */
+  disconnect: v.object({ reason: v.string() }),
+  pong: v.object({}),
+} as const;
+
+export type ServerEventName = keyof typeof serverData;
+export type ServerEvents = { [K in ServerEventName]: v.InferOutput<(typeof serverData)[K]> };
+
+/** Every server frame, whole: `{event, data, ref?}`. */
+export const serverSchemas = Object.fromEntries(Object.entries(serverData).map(([event, data]) => [event, frame(event, data)])) as {
+  [K in ServerEventName]: ReturnType<typeof frame<K, (typeof serverData)[K]>>;
+};
+export type ServerFrame = { [K in ServerEventName]: v.InferOutput<(typeof serverSchemas)[K]> }[ServerEventName];
+
+/**
+ * The `new-request` frame of a stored payload. The payload is the JSON text serialised once at
+ * capture; it goes into the frame as it is, never parsed again.
+ */
+export function newRequestFrame(payloadJson: string, ref?: Ref): string {
+  return ref === undefined ? `{"event":"new-request","data":${payloadJson}}` : `{"event":"new-request","data":${payloadJson},"ref":${JSON.stringify(ref)}}`;
 }
-export type ServerEventName = keyof ServerEvents;
-export type ServerFrame = { [K in ServerEventName]: { event: K; data: ServerEvents[K]; ref?: Ref } }[ServerEventName];
+
+// --- REST ------------------------------------------------------------------------------------
+
+// uWS writes these itself; a webhook that set them would corrupt the HTTP framing.
+const reservedHeaders = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'date']);
+
+/** The custom answer a webhook's capture route gives instead of the default 200. */
+export const WebhookResponseSchema = v.strictObject({
+  status: v.optional(v.pipe(v.number(), v.integer(), v.minValue(200), v.maxValue(599))),
+  headers: v.optional(
+    v.pipe(
+      v.record(
+        v.pipe(v.string(), v.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'header names must be RFC 9110 tokens')),
+        v.pipe(v.string(), v.maxLength(8192), v.regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'header values must hold no control characters')),
+      ),
+      // Header names are case-insensitive; stored lower-case like captured headers.
+      v.transform((h) => Object.fromEntries(Object.entries(h).map(([k, val]) => [k.toLowerCase(), val]))),
+      v.check((h) => !Object.keys(h).some((k) => reservedHeaders.has(k)), `headers may not set ${[...reservedHeaders].join(', ')}`),
+    ),
+  ),
+  body: v.optional(v.pipe(v.string(), v.maxLength(1024 * 1024))),
+  delayMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(30_000))),
+});
+export type WebhookResponse = v.InferOutput<typeof WebhookResponseSchema>;
+
+/** `POST /api/webhooks`: the body is optional; without `id` the server generates one. */
+export const CreateWebhookSchema = v.strictObject({
+  id: v.optional(WebhookIdSchema),
+  response: v.optional(WebhookResponseSchema),
+});
+
+/** A webhook as the REST API answers it. */
+export const WebhookSchema = v.object({
+  id: v.string(),
+  /** Its capture URL: the server's public base, then `/h/<id>`. */
+  url: v.string(),
+  createdAt: v.string(),
+  response: v.nullable(WebhookResponseSchema),
+});
+
+/** `GET /api/webhooks/:id/requests`: newest first; `next` is the `before` of the next page, or null. */
+export const RequestPageSchema = v.object({
+  requests: v.array(CapturedRequestSchema),
+  next: v.nullable(v.string()),
+});
+
+/** The default answer of a capture. */
+export const CaptureAckSchema = v.object({ ok: v.literal(true), id: v.string() });
+
+/** Every HTTP error: a stable `error` code, a message for people, and for some codes more fields. */
+export const ErrorBodySchema = v.looseObject({ error: v.string(), message: v.string() });
+
+/** `/healthz` and `/readyz`. */
+export const HealthSchema = v.object({ status: v.picklist(['ok', 'ready', 'draining', 'storage_unavailable']) });

@@ -9,7 +9,9 @@ import type { Metrics } from './metrics.js';
 import {
   clientSchemas,
   EnvelopeSchema,
+  newRequestFrame,
   PROTOCOL,
+  RefSchema,
   roomOf,
   TOKEN_PROTOCOL_PREFIX,
   wsErrorMessages,
@@ -227,7 +229,6 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
   async function replayFrom(ws: Socket, webhookId: string, room: string, since: string, ref: Ref) {
     const conn = ws.getUserData();
     // Replayed events echo the join's ref, which tells them apart from live ones.
-    const tail = ref === undefined ? '}' : `,"ref":${JSON.stringify(ref)}}`;
     let last = since;
     let count = 0;
     let more = true;
@@ -244,7 +245,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
         const json = await store.payloadsOf(webhookId, page.ids, 'oldest');
         if (conn.closed) return;
         ws.cork(() => {
-          for (const payload of json) sent(ws, ws.send(`{"event":"new-request","data":${payload}${tail}`, false));
+          for (const payload of json) sent(ws, ws.send(newRequestFrame(payload, ref), false));
         });
         // A row deleted since its page was cut (retention) is skipped; `last` moves past it all the same.
         count += json.length;
@@ -443,7 +444,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
         const room = roomOf(row.webhookId);
         const set = members.get(room);
         if (set === undefined) continue;
-        const frame = `{"event":"new-request","data":${row.json}}`;
+        const frame = newRequestFrame(row.json);
         app.publish(room, frame, false);
         metrics.publishes.inc();
         reached ??= new Map();
@@ -490,5 +491,5 @@ export const hardPayloadCeiling = (max: number) => Math.max(4 * max, MiB);
 function refOf(x: unknown): Ref {
   if (typeof x !== 'object' || x === null) return undefined;
   const ref = (x as { ref?: unknown }).ref;
-  return (typeof ref === 'string' && ref.length <= 128) || (typeof ref === 'number' && Number.isFinite(ref)) ? ref : undefined;
+  return v.is(RefSchema, ref) ? ref : undefined;
 }

@@ -1,29 +1,7 @@
 import type { Sql } from 'postgres';
-import * as v from 'valibot';
+import type { WebhookResponse } from './protocol.js';
 
-/** The custom answer a webhook's capture route gives instead of the default 200. */
-// uWS writes these itself; a webhook that set them would corrupt the HTTP framing.
-const reservedHeaders = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'date']);
-
-/** The custom answer a webhook's capture route gives instead of the default 200. */
-export const ResponseSchema = v.strictObject({
-  status: v.optional(v.pipe(v.number(), v.integer(), v.minValue(200), v.maxValue(599))),
-  headers: v.optional(
-    v.pipe(
-      v.record(
-        v.pipe(v.string(), v.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'header names must be RFC 9110 tokens')),
-        v.pipe(v.string(), v.maxLength(8192), v.regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'header values must hold no control characters')),
-      ),
-      // Header names are case-insensitive; stored lower-case like captured headers.
-      v.transform((h) => Object.fromEntries(Object.entries(h).map(([k, val]) => [k.toLowerCase(), val]))),
-      v.check((h) => !Object.keys(h).some((k) => reservedHeaders.has(k)), `headers may not set ${[...reservedHeaders].join(', ')}`),
-    ),
-  ),
-  body: v.optional(v.pipe(v.string(), v.maxLength(1024 * 1024))),
-  delayMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(30_000))),
-});
-
-export type WebhookResponse = v.InferOutput<typeof ResponseSchema>;
+export type { WebhookResponse } from './protocol.js';
 
 export interface Webhook {
   id: string;

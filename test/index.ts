@@ -3,29 +3,43 @@
  * `node --import tsx test/index.ts capture` runs the files whose name matches "capture".
  */
 import { parse } from 'uvu/parse';
-import { run } from 'uvu/run';
 import { stopTestDatabase } from './support/db.js';
 
 const pattern = process.argv[2] ? new RegExp(`(${process.argv[2]}).*\\.test\\.ts$`) : /\.test\.ts$/;
 const { suites } = await parse(new URL('.', import.meta.url).pathname, pattern);
 
-// uvu prints "Total: N / Passed: M" but no machine-readable summary; keep a copy of what it
-// prints so the run can end with the conventional "N passed, N failed" line CI reads.
-let printed = '';
-const write = process.stdout.write.bind(process.stdout);
-process.stdout.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
-  printed += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-  return write(chunk, ...rest);
-}) as typeof process.stdout.write;
+/** What uvu 0.5.6's runner of one suite resolves with: errors (or true), passed, skipped, total run. */
+type SuiteResult = [errors: string | true, passed: number, skipped: number, total: number];
+type Queued = () => Promise<SuiteResult>;
+const uvuGlobals = globalThis as unknown as { UVU_DEFER: number; UVU_INDEX: number; UVU_QUEUE: [string | null, ...Queued[]][] };
 
-await run(suites, { bail: false });
+// What uvu/run's `run` does, with one step between importing the files and running them: each
+// suite's runner is wrapped to add up the counts it returns, since `exec` returns none. With
+// UVU_DEFER set, a suite's `.run()` only queues its runner (one group per file, its name first).
+uvuGlobals.UVU_DEFER = 1;
+const uvu = await import('uvu');
+for (const [index, file] of suites.entries()) {
+  uvuGlobals.UVU_INDEX = index;
+  uvuGlobals.UVU_QUEUE.push([file.name]);
+  await import(`file://${file.file}`);
+}
+const count = { passed: 0, skipped: 0, total: 0 };
+for (const group of uvuGlobals.UVU_QUEUE) {
+  for (let i = 1; i < group.length; i++) {
+    const runSuite = group[i] as Queued;
+    group[i] = async () => {
+      const result = await runSuite();
+      count.passed += result[1];
+      count.skipped += result[2];
+      count.total += result[3];
+      return result;
+    };
+  }
+}
+await uvu.exec(false);
 await stopTestDatabase();
 
-// eslint-disable-next-line no-control-regex
-const plain = printed.replace(/\x1b\[[0-9;]*m/g, '');
-const total = Number(/Total:\s+(\d+)/.exec(plain)?.[1] ?? 0);
-const passed = Number(/Passed:\s+(\d+)/.exec(plain)?.[1] ?? 0);
-const skipped = Number(/Skipped:\s+(\d+)/.exec(plain)?.[1] ?? 0);
-write(`\n${passed} passed, ${total - passed - skipped} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
-if (total === 0 || passed + skipped < total) process.exitCode = 1;
+const failed = count.total - count.passed;
+process.stdout.write(`\n${count.passed} passed, ${failed} failed${count.skipped ? `, ${count.skipped} skipped` : ''}\n`);
+if (count.total === 0 || failed > 0) process.exitCode = 1;
 process.exit(process.exitCode ?? 0);

@@ -1,6 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { requestIdFloor, requestIdPattern } from '../src/protocol.js';
+import * as v from 'valibot';
+import { isPermanentRefusal, newRequestFrame, requestIdFloor, requestIdPattern, serverSchemas } from '../src/protocol.js';
 import { uuidV7 } from './support/ids.js';
 
 const floor = suite('protocol: requestIdFloor');
@@ -22,3 +23,31 @@ floor('sorts above every request id made before the millisecond, at most every o
 });
 
 floor.run();
+
+const refusals = suite('protocol: isPermanentRefusal');
+
+refusals('only the refusals no retry can fix are permanent: 400, 401, 403, 426; a proxy\'s 404 or 502 and every 503 are retried', () => {
+  for (const status of [400, 401, 403, 426]) assert.ok(isPermanentRefusal(status), String(status));
+  for (const status of [404, 408, 429, 500, 502, 503, 504]) assert.not.ok(isPermanentRefusal(status), String(status));
+});
+
+refusals.run();
+
+const frames = suite('protocol: newRequestFrame');
+
+frames('wraps the stored payload as it is, with the ref when there is one, into a frame the new-request schema reads', () => {
+  const payload = JSON.stringify({
+    id: requestIdFloor(1), webhookId: 'w', method: 'POST', path: '/', headers: {}, queryParams: {}, body: null,
+    bodyEncoding: 'utf8', size: 0, timestamp: new Date(1).toISOString(), sourceIp: '127.0.0.1', userAgent: null,
+  });
+  assert.is(newRequestFrame(payload), `{"event":"new-request","data":${payload}}`);
+  for (const ref of [undefined, 7, 'a"b']) {
+    const frame = JSON.parse(newRequestFrame(payload, ref)) as unknown;
+    const read = v.safeParse(serverSchemas['new-request'], frame);
+    assert.ok(read.success);
+    assert.is(read.output.ref, ref);
+    assert.equal(read.output.data, JSON.parse(payload));
+  }
+});
+
+frames.run();

@@ -1,4 +1,10 @@
-import type { CapturedRequest } from '../protocol.js';
+/**
+ * The rooms the SDK follows: the rejoin set (each room's waiters and join in flight), and where
+ * each room stands in its webhook's stream, so that every request is delivered once, in order.
+ */
+import { requestIdFloor, roomOf, transientWsErrors, type CapturedRequest, type ServerEvents } from '../protocol.js';
+import { backoffDelay, type BackoffOptions } from './backoff.js';
+import type { PendingJoin, PendingRequests } from './pending.js';
 
 /**
  * Where one room stands in the stream of its webhook's requests. Request ids are UUIDv7 in
@@ -57,4 +63,178 @@ function advance(room: RoomState, req: CapturedRequest): boolean {
   if (room.cursor !== undefined && req.id <= room.cursor) return false;
   room.cursor = req.id;
   return true;
+}
+
+// --- the rejoin set -----------------------------------------------------------------------------
+
+type Ref = number | string;
+type Joined = ServerEvents['joined'];
+/** What a join is refused with: the server's `error` data, or the client's own (`LEFT`, `CLOSED`, …). */
+export interface Refusal {
+  code: string;
+  message: string;
+  webhookId?: string;
+  [extra: string]: unknown;
+}
+
+interface Waiter {
+  resolve(data: Joined): void;
+  reject(err: Refusal): void;
+}
+
+/** A room in the rejoin set. */
+interface Entry {
+  room: RoomState;
+  waiters: Waiter[];
+  /** The ref of this room's join in flight on the current connection. */
+  joinRef: number | undefined;
+  joined: boolean;
+  retries: number;
+}
+
+interface Deps {
+  pending: PendingRequests;
+  /** Sends a frame on the current connection, if there is one. */
+  send(frame: object): void;
+  /** A connection is open. */
+  open(): boolean;
+  joined(data: Joined): void;
+  deliver(req: CapturedRequest): void;
+}
+
+export function createRooms(o: BackoffOptions, deps: Deps) {
+  const { pending } = deps;
+  const rooms = new Map<string, Entry>();
+  const retryTimers = new Set<ReturnType<typeof setTimeout>>();
+
+  function sendJoin(entry: Entry, page = false) {
+    const { webhookId } = entry.room;
+    const since = resumeFrom(entry.room);
+    const ref = pending.join(webhookId, page);
+    entry.joinRef = ref;
+    entry.room.replaying = since !== undefined;
+    deps.send({ event: 'join', data: since === undefined ? { webhookId } : { webhookId, since }, ref });
+  }
+
+  function drop(entry: Entry, err: Refusal) {
+    if (rooms.get(entry.room.webhookId) === entry) rooms.delete(entry.room.webhookId);
+    for (const w of entry.waiters.splice(0)) w.reject(err);
+  }
+
+  function clearRetries() {
+    for (const t of retryTimers) clearTimeout(t);
+    retryTimers.clear();
+  }
+
+  return {
+    /** Follows a room: resolves on its `joined`, rejects with what refused it. */
+    follow(webhookId: string, since: string | undefined): Promise<Joined> {
+      let entry = rooms.get(webhookId);
+      if (entry?.joined) return Promise.resolve({ webhookId, room: roomOf(webhookId) });
+      if (!entry) {
+        entry = { room: createRoom(webhookId, since), waiters: [], joinRef: undefined, joined: false, retries: 0 };
+        rooms.set(webhookId, entry);
+        if (deps.open()) sendJoin(entry);
+      }
+      const waiting = entry;
+      return new Promise((resolve, reject) => waiting.waiters.push({ resolve, reject }));
+    },
+
+    /** Stops following a room; a join still pending rejects with `why`. */
+    unfollow(webhookId: string, why: Refusal): void {
+      const entry = rooms.get(webhookId);
+      if (entry) drop(entry, why);
+    },
+
+    /** A connection opened: every room is joined on it, from its cursor. */
+    rejoinAll(): void {
+      for (const entry of rooms.values()) sendJoin(entry);
+    },
+
+    /** Sends a join again (after a rate-limit refusal); false when it was superseded. */
+    rejoin(ref: Ref, p: PendingJoin): boolean {
+      const entry = rooms.get(p.webhookId);
+      if (!entry || entry.joinRef !== ref) return false;
+      sendJoin(entry, p.page);
+      return true;
+    },
+
+    /** The link is gone: every room waits for the next one, which rejoins it from its cursor. */
+    lost(): void {
+      clearRetries();
+      for (const entry of rooms.values()) {
+        entry.joined = false;
+        entry.joinRef = undefined;
+        interrupt(entry.room);
+      }
+    },
+
+    /** Stops for good: every pending join rejects with `why`. */
+    dropAll(why: Refusal): void {
+      clearRetries();
+      for (const entry of rooms.values()) drop(entry, { ...why, webhookId: entry.room.webhookId });
+    },
+
+    joined(data: Joined, ref: Ref | undefined): void {
+      if (ref === undefined) return;
+      const entry = rooms.get(data.webhookId);
+      // A reply to a join that a leave (or a newer join) has superseded.
+      if (!entry || ref !== entry.joinRef) return void pending.delete(ref);
+      const p = pending.get(ref);
+      if (p?.kind === 'join') p.answered = true;
+      // Without a replay to follow, the join is complete.
+      if (!entry.room.replaying) {
+        pending.delete(ref);
+        entry.retries = 0;
+      }
+      if (p?.kind === 'join' && p.page) return;
+      entry.joined = true;
+      // A room with no request delivered yet resumes from where the server says it joined:
+      // everything after `last` reached us live (null: the webhook had none, so from the start).
+      if (resumeFrom(entry.room) === undefined && data.last !== undefined) {
+        entry.room.floor = data.last ?? requestIdFloor(0);
+      }
+      deps.joined(data);
+      for (const w of entry.waiters.splice(0)) w.resolve(data);
+    },
+
+    newRequest(req: CapturedRequest, ref: Ref | undefined): void {
+      const entry = rooms.get(req.webhookId);
+      if (!entry) return;
+      // Replayed requests carry their join's ref; one from a superseded join is not ours.
+      if (ref !== undefined && ref !== entry.joinRef) return;
+      receive(entry.room, req, ref !== undefined, deps.deliver);
+    },
+
+    replayed(data: ServerEvents['replayed'], ref: Ref | undefined): void {
+      if (ref === undefined) return;
+      pending.delete(ref);
+      const entry = rooms.get(data.webhookId);
+      if (!entry || ref !== entry.joinRef) return;
+      // The server sends at most HOOKY_REPLAY_LIMIT per join: ask for the next page.
+      if (data.truncated) return sendJoin(entry, true);
+      entry.retries = 0;
+      endReplay(entry.room, deps.deliver);
+    },
+
+    /** A join the server refused: dropped when no retry can help, else sent again after a backoff. */
+    refused(p: PendingJoin, ref: Ref, err: Refusal): void {
+      const entry = rooms.get(p.webhookId);
+      if (!entry || entry.joinRef !== ref) return;
+      if (!transientWsErrors.has(err.code)) return drop(entry, err);
+      // Live requests stay held and the cursor stays put: the retry resumes from it.
+      const timer = setTimeout(() => {
+        retryTimers.delete(timer);
+        // Already joined on this connection (the replay failed): the retry is a page, not a new `joined`.
+        if (deps.open() && rooms.get(p.webhookId) === entry) sendJoin(entry, p.page || entry.joined);
+      }, backoffDelay(++entry.retries, o));
+      retryTimers.add(timer);
+    },
+
+    /** The server has emptied the room (`WEBHOOK_DELETED`): following it again would only fail. */
+    deleted(webhookId: string, err: Refusal): void {
+      const entry = rooms.get(webhookId);
+      if (entry) drop(entry, err);
+    },
+  };
 }
