@@ -77,7 +77,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   const publicUrl = () => config.publicUrl ?? `http://localhost:${port}`;
   registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
   registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { auth, store, webhooks, log, onDeleted: realtime.webhookDeleted });
-  registerHealth(app, { metrics, isDraining, ping: store.ping });
+  registerHealth(app, { metrics, log, isDraining, ping: store.ping });
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
 
   const listenSocket = await new Promise<us_listen_socket | false>((resolve) => app.listen(config.host, config.port, resolve));
