@@ -1,20 +1,23 @@
-import { exchange, send } from './http.js';
+import { HttpError } from './errors.js';
+import { exchange, send, sendError } from './http.js';
+import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { TemplatedApp } from './uws.js';
 
 interface Deps {
   metrics: Metrics;
+  log: Logger;
   isDraining: () => boolean;
   /** Resolves when Postgres answers a query. */
   ping: () => Promise<void>;
 }
 
 const json = { 'content-type': 'application/json' };
-const promText = 'text/plain; version=0.0.4; charset=utf-8';
 const pingTimeoutMs = 2000;
 
 /** `/healthz` (the process runs), `/readyz` (it can take captures), `/metrics` (Prometheus). */
 export function registerHealth(app: TemplatedApp, deps: Deps): void {
+  const metricsHeaders = { 'content-type': deps.metrics.contentType };
   app.get('/healthz', (res) => {
     res.writeHeader('content-type', 'application/json').end('{"status":"ok"}');
   });
@@ -33,6 +36,13 @@ export function registerHealth(app: TemplatedApp, deps: Deps): void {
   });
 
   app.get('/metrics', (res) => {
-    res.writeHeader('content-type', promText).end(deps.metrics.render());
+    const ex = exchange(res);
+    deps.metrics.render().then(
+      (text) => send(ex, 200, text, metricsHeaders),
+      (err: unknown) => {
+        deps.log.error('rendering /metrics failed', { err });
+        sendError(ex, new HttpError('internal'));
+      },
+    );
   });
 }

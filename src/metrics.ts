@@ -1,91 +1,87 @@
-/**
- * Counters, gauges and one histogram, rendered in the Prometheus text format (version 0.0.4).
- * Plain numbers on the hot path; text is built only when /metrics is scraped.
- */
-interface Metric {
-  render(): string;
-}
-
-function counter(name: string, help: string) {
-  let value = 0;
-  return {
-    inc(by = 1) {
-      value += by;
-    },
-    get value() {
-      return value;
-    },
-    render: () => `# HELP ${name} ${help}\n# TYPE ${name} counter\n${name} ${value}\n`,
-  };
-}
-
-function labelledCounter(name: string, help: string, label: string) {
-  const values = new Map<string | number, number>();
-  return {
-    inc(key: string | number, by = 1) {
-      values.set(key, (values.get(key) ?? 0) + by);
-    },
-    get(key: string | number) {
-      return values.get(key) ?? 0;
-    },
-    render: () =>
-      `# HELP ${name} ${help}\n# TYPE ${name} counter\n` +
-      [...values].map(([k, v]) => `${name}{${label}="${k}"} ${v}\n`).join(''),
-  };
-}
-
-function gauge(name: string, help: string) {
-  let value = 0;
-  return {
-    inc(by = 1) {
-      value += by;
-    },
-    dec(by = 1) {
-      value -= by;
-    },
-    get value() {
-      return value;
-    },
-    render: () => `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${value}\n`,
-  };
-}
-
-function histogram(name: string, help: string, buckets: readonly number[]) {
-  const counts = new Array<number>(buckets.length).fill(0);
-  let sum = 0;
-  let count = 0;
-  return {
-    observe(x: number) {
-      sum += x;
-      count++;
-      for (let i = 0; i < buckets.length; i++) if (x <= buckets[i]!) counts[i]!++;
-    },
-    render: () =>
-      `# HELP ${name} ${help}\n# TYPE ${name} histogram\n` +
-      buckets.map((b, i) => `${name}_bucket{le="${b}"} ${counts[i]}\n`).join('') +
-      `${name}_bucket{le="+Inf"} ${count}\n${name}_sum ${sum}\n${name}_count ${count}\n`,
-  };
-}
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
- * Event-loop delay: how late a 10 ms timer fires, observed into a histogram, so a scraper can
- * take the difference of two scrapes and read the quantiles of any window. The timer is unref'd
- * and costs 100 callbacks a second.
+ * The service's metrics, rendered by prom-client in the Prometheus text format, beside
+ * prom-client's default process metrics (CPU, memory, heap, GC, event-loop lag, open fds).
+ *
+ * The counters and gauges that move on the hot path (every capture, every publish) stay plain
+ * numbers that prom-client reads when /metrics is scraped (`collect`), so a capture pays one
+ * addition, not a call into the library. Metrics that move rarely (per batch, per close) are
+ * prom-client objects used directly.
  */
-function eventLoopDelay(h: ReturnType<typeof histogram>, intervalMs = 10) {
-  let expected = performance.now() + intervalMs;
-  let timer: NodeJS.Timeout;
-  const tick = () => {
-    const now = performance.now();
-    h.observe(Math.max(0, now - expected) / 1000);
-    expected = now + intervalMs;
-    timer = setTimeout(tick, intervalMs).unref();
-  };
-  timer = setTimeout(tick, intervalMs).unref();
-  return () => clearTimeout(timer);
-}
-
 export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  function counter(name: string, help: string) {
+    let value = 0;
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(value);
+      },
+    });
+    return {
+      inc(by = 1) {
+        value += by;
+      },
+      get value() {
+        return value;
+      },
+    };
+  }
+
+  function labelledCounter(name: string, help: string, label: string) {
+    const values = new Map<string | number, number>();
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers,
+      collect() {
+        this.reset();
+        for (const [key, value] of values) this.inc({ [label]: String(key) }, value);
+      },
+    });
+    return {
+      inc(key: string | number, by = 1) {
+        values.set(key, (values.get(key) ?? 0) + by);
+      },
+      get(key: string | number) {
+        return values.get(key) ?? 0;
+      },
+    };
+  }
+
+  function gauge(name: string, help: string) {
+    let value = 0;
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(value);
+      },
+    });
+    return {
+      inc(by = 1) {
+        value += by;
+      },
+      dec(by = 1) {
+        value -= by;
+      },
+      get value() {
+        return value;
+      },
+    };
+  }
+
+  const histogram = (name: string, help: string, buckets: number[]) => new Histogram({ name, help, buckets, registers });
+
   const m = {
     captures: counter('hooky_captures_total', 'Requests captured and committed'),
     captureErrors: labelledCounter('hooky_capture_errors_total', 'Capture requests answered with an error, by HTTP status', 'status'),
@@ -108,15 +104,33 @@ export function createMetrics() {
     ]),
   };
   const stopTimer = eventLoopDelay(m.eventLoopDelay);
-  const all: Metric[] = Object.values(m);
   return {
     ...m,
-    render(): string {
-      return all.map((x) => x.render()).join('');
-    },
+    /** The Prometheus text of every metric (prom-client collects asynchronously). */
+    render: (): Promise<string> => registry.metrics(),
+    contentType: registry.contentType,
     /** Stops the event-loop timer. Safe to call twice. */
     close: stopTimer,
   };
+}
+
+/**
+ * Event-loop delay: how late a 10 ms timer fires, observed into a histogram, so a scraper can
+ * take the difference of two scrapes and read the quantiles of any window (prom-client's own
+ * `nodejs_eventloop_lag_*` gauges report percentiles since start, which cannot be windowed).
+ * The timer is unref'd and costs 100 callbacks a second.
+ */
+function eventLoopDelay(h: Histogram, intervalMs = 10) {
+  let expected = performance.now() + intervalMs;
+  let timer: NodeJS.Timeout;
+  const tick = () => {
+    const now = performance.now();
+    h.observe(Math.max(0, now - expected) / 1000);
+    expected = now + intervalMs;
+    timer = setTimeout(tick, intervalMs).unref();
+  };
+  timer = setTimeout(tick, intervalMs).unref();
+  return () => clearTimeout(timer);
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -84,7 +84,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     { maxApiBodyBytes: config.maxApiBodyBytes, maxPageBytes: config.maxPageBytes, publicUrl },
     { auth, store, webhooks, log, metrics, reads, onDeleted: realtime.webhookDeleted },
   );
-  registerHealth(app, { metrics, isDraining, ping: store.ping });
+  registerHealth(app, { metrics, log, isDraining, ping: store.ping });
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
 
   const listenSocket = await new Promise<us_listen_socket | false>((resolve) => app.listen(config.host, config.port, resolve));

@@ -62,4 +62,19 @@ test('GET /metrics exposes the counters in Prometheus text format', async (ctx) 
   assert.match(text, /^hooky_capture_errors_total\{status="404"\} [1-9]\d*$/m);
 });
 
+test('GET /metrics also exposes the process: CPU, memory, heap, GC and event-loop lag', async (ctx) => {
+  const text = await (await fetch(`${ctx.s.url}/metrics`)).text();
+  for (const name of [
+    'process_cpu_user_seconds_total',
+    'process_resident_memory_bytes',
+    'nodejs_heap_size_used_bytes',
+    'nodejs_gc_duration_seconds',
+    'nodejs_eventloop_lag_seconds',
+    'hooky_event_loop_delay_seconds',
+  ]) {
+    assert.ok(text.includes(`# TYPE ${name} `), name);
+  }
+  assert.match(text, /^process_resident_memory_bytes [1-9]\d*$/m);
+});
+
 test.run();

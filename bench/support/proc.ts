@@ -114,7 +114,7 @@ function target(name: string, child: ChildProcess, port: number, lines: string[]
         const killed = setTimeout(() => child.kill('SIGKILL'), 30_000);
         await exited;
         clearTimeout(killed);
-        const errors = lines.filter((l) => / error /.test(l));
+        const errors = lines.filter((l) => l.includes('"level":"error"'));
         if (errors.length > 0) process.stderr.write(`\n${name} logged ${errors.length} error line(s), first: ${errors[0]}\n`);
       })()),
   };

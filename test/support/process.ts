@@ -28,7 +28,7 @@ export function spawnMain(env: Record<string, string>, timeoutMs = 30_000): Prom
       reject(new Error(`no listening line within ${timeoutMs} ms:\n${out}`));
     }, timeoutMs);
     const onData = () => {
-      const m = /hooky listening on (http:\/\/\S+)/.exec(out);
+      const m = /hooky listening on (http:\/\/[^\s"]+)/.exec(out);
       if (!m) return;
       clearTimeout(timer);
       child.stderr!.off('data', onData);
