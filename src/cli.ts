@@ -260,11 +260,16 @@ function forwardRequest(req: CapturedRequest, target: URL): Promise<{ status: nu
   const body = req.body === null ? undefined : Buffer.from(req.body, req.bodyEncoding === 'base64' ? 'base64' : 'utf8');
   if (body !== undefined || 'content-length' in req.headers) headers['content-length'] = String(body?.length ?? 0);
 
+  // The query as it arrived, byte for byte (a sender may have signed the URL, e.g. Twilio),
+  // after the target's own; rebuilt from queryParams only for requests captured without it.
   const query = new URLSearchParams(target.search);
-  for (const [name, value] of Object.entries(req.queryParams)) {
-    for (const v of Array.isArray(value) ? value : [value]) query.append(name, v);
+  if (req.rawQuery === undefined) {
+    for (const [name, value] of Object.entries(req.queryParams)) {
+      for (const v of Array.isArray(value) ? value : [value]) query.append(name, v);
+    }
   }
-  const search = query.size > 0 ? `?${query}` : '';
+  const queries = [query.toString(), req.rawQuery ?? ''].filter((q) => q !== '');
+  const search = queries.length > 0 ? `?${queries.join('&')}` : '';
   // The captured path is kept as it arrived, percent-encoding and all.
   const path = `${target.pathname.replace(/\/+$/, '')}${req.path === '/' ? '' : req.path}` || '/';
   const send = target.protocol === 'https:' ? httpsRequest : httpRequest;

@@ -39,6 +39,8 @@ export const CapturedRequestSchema = v.object({
   path: v.string(),
   headers: v.record(v.string(), v.string()),
   queryParams: v.record(v.string(), v.union([v.string(), v.array(v.string())])),
+  /** The query string as received, without `?`; absent on requests captured before it was kept. */
+  rawQuery: v.optional(v.string()),
   body: v.nullable(v.string()),
   bodyEncoding: v.picklist(['utf8', 'base64']),
   size: v.number(),

@@ -1,27 +1,32 @@
 import type { Sql } from 'postgres';
 import * as v from 'valibot';
+import { bodylessStatuses } from './http.js';
 
 /** The custom answer a webhook's capture route gives instead of the default 200. */
 // uWS writes these itself; a webhook that set them would corrupt the HTTP framing.
 const reservedHeaders = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'date']);
 
 /** The custom answer a webhook's capture route gives instead of the default 200. */
-export const ResponseSchema = v.strictObject({
-  status: v.optional(v.pipe(v.number(), v.integer(), v.minValue(200), v.maxValue(599))),
-  headers: v.optional(
-    v.pipe(
-      v.record(
-        v.pipe(v.string(), v.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'header names must be RFC 9110 tokens')),
-        v.pipe(v.string(), v.maxLength(8192), v.regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'header values must hold no control characters')),
+export const ResponseSchema = v.pipe(
+  v.strictObject({
+    status: v.optional(v.pipe(v.number(), v.integer(), v.minValue(200), v.maxValue(599))),
+    headers: v.optional(
+      v.pipe(
+        v.record(
+          v.pipe(v.string(), v.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'header names must be RFC 9110 tokens')),
+          v.pipe(v.string(), v.maxLength(8192), v.regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'header values must hold no control characters')),
+        ),
+        // Header names are case-insensitive; stored lower-case like captured headers.
+        v.transform((h) => Object.fromEntries(Object.entries(h).map(([k, val]) => [k.toLowerCase(), val]))),
+        v.check((h) => !Object.keys(h).some((k) => reservedHeaders.has(k)), `headers may not set ${[...reservedHeaders].join(', ')}`),
       ),
-      // Header names are case-insensitive; stored lower-case like captured headers.
-      v.transform((h) => Object.fromEntries(Object.entries(h).map(([k, val]) => [k.toLowerCase(), val]))),
-      v.check((h) => !Object.keys(h).some((k) => reservedHeaders.has(k)), `headers may not set ${[...reservedHeaders].join(', ')}`),
     ),
-  ),
-  body: v.optional(v.pipe(v.string(), v.maxLength(1024 * 1024))),
-  delayMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(30_000))),
-});
+    body: v.optional(v.pipe(v.string(), v.maxLength(1024 * 1024))),
+    delayMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(30_000))),
+  }),
+  // RFC 9110 §15.3.5, §15.3.6, §15.4.5: these statuses never carry content.
+  v.check((r) => !(r.status !== undefined && bodylessStatuses.has(r.status) && r.body), 'a response with status 204, 205 or 304 cannot have a body'),
+);
 
 export type WebhookResponse = v.InferOutput<typeof ResponseSchema>;
 
