@@ -439,4 +439,23 @@ test('the raw query string is kept exactly as received, beside the decoded query
   assert.is(none.rawQuery, '');
 });
 
+test('bytes that are not UTF-8 reach hooky already altered by uWS (a documented limit): replaced inside, trimmed at the ends of header values', async (ctx) => {
+  const { id } = await createWebhook(ctx.s.url);
+  const request = Buffer.concat([
+    Buffer.from(`GET /h/${id}/p`),
+    Buffer.from([0xff]),
+    Buffer.from('%41?q='),
+    Buffer.from([0xfe]),
+    Buffer.from(' HTTP/1.1\r\nhost: x\r\nx-mid: a'),
+    Buffer.from([0xff]),
+    Buffer.from('b\r\nx-end: caf\u00e9\r\n\r\n'),
+  ]);
+  const p = await payloadOf(ctx.s.url, id, await raw(ctx.s.server.port, request));
+  // If a uWS upgrade keeps these bytes, README's Known limits and docs/protocol.md must change.
+  assert.is(p.path, '/p\ufffd%41');
+  assert.is(p.rawQuery, 'q=\ufffd');
+  assert.is(p.headers['x-mid'], 'a\ufffdb');
+  assert.is(p.headers['x-end'], 'caf');
+});
+
 test.run();
