@@ -82,7 +82,7 @@ export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics
 
   async function flush(): Promise<void> {
     const batch = take();
-    if (batch.length === 0) return done();
+    if (batch.length === 0) return flushed();
     const rows = batch.map((w) => w.row);
     metrics.batchSize.observe(rows.length);
     // What each row gets: its verdict, or undefined for a 503.
@@ -114,10 +114,10 @@ export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics
     } catch (err) {
       log.error('publishing committed requests failed', { err });
     }
-    done();
+    flushed();
   }
 
-  function done() {
+  function flushed() {
     flushing = false;
     if (queue.length > 0) schedule();
     else idle?.();
