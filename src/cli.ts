@@ -296,8 +296,9 @@ function summary(req: CapturedRequest): string {
   const t = new Date(req.timestamp);
   const time = `${t.toTimeString().slice(0, 8)}.${String(t.getMilliseconds()).padStart(3, '0')}`;
   const query = new URLSearchParams();
-  for (const [name, value] of Object.entries(req.queryParams)) for (const v of Array.isArray(value) ? value : [value]) query.append(name, v);
-  const path = req.path + (query.size > 0 ? `?${query}` : '');
+  if (req.rawQuery === undefined) for (const [name, value] of Object.entries(req.queryParams)) for (const v of Array.isArray(value) ? value : [value]) query.append(name, v);
+  const search = req.rawQuery ?? query.toString();
+  const path = req.path + (search !== '' ? `?${search}` : '');
   return `${time}  ${req.method.padEnd(6)} ${path}  ${size(req.size)}  ${req.headers['content-type'] ?? '-'}`;
 }
 

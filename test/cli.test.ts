@@ -220,9 +220,9 @@ listen('--forward replays method, path, query, headers and a binary body byte fo
   // One line per request as it arrives, one per forward as it completes: the two may interleave.
   const lines = p.out.stdout.trim().split('\n');
   assert.is(lines.length, 4, p.out.stdout);
-  assert.match(lines[0]!, /^\d\d:\d\d:\d\d\.\d{3}  PUT    \/events\/42\?x=1&tag=a&tag=b&sp=a\+b  68 B  application\/octet-stream$/);
+  assert.match(lines[0]!, /^\d\d:\d\d:\d\d\.\d{3}  PUT    \/events\/42\?x=1&tag=a&tag=b&sp=a\+b&t=a%20b~  68 B  application\/octet-stream$/);
   assert.ok(
-    lines.some((l) => /^→ 202 Accepted PUT http:\/\/127\.0\.0\.1:\d+\/target\/events\/42\?src=hooky&x=1&tag=a&tag=b&sp=a\+b \(\d+ ms\)$/.test(l)),
+    lines.some((l) => /^→ 202 Accepted PUT http:\/\/127\.0\.0\.1:\d+\/target\/events\/42\?src=hooky&x=1&tag=a&tag=b&sp=a\+b&t=a%20b~ \(\d+ ms\)$/.test(l)),
     p.out.stdout,
   );
 
