@@ -74,8 +74,10 @@ export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics
     // Checked once, here: after this the batch is sent and its rows are stored whatever happens.
     const batch: Waiting[] = [];
     for (const w of taken) {
-      if (w.abandoned?.()) w.resolve('dropped');
-      else batch.push(w);
+      if (w.abandoned?.()) {
+        metrics.capturesDropped.inc();
+        w.resolve('dropped');
+      } else batch.push(w);
     }
     return batch;
   }

@@ -182,7 +182,8 @@ test('a publish that throws is logged, never turned into a 503 for committed row
 test('a row whose sender went away while it waited is dropped, not stored; once its batch is sent it is stored', async () => {
   const { store, batches, gates } = fakeStore();
   const published: string[] = [];
-  const w = createWriter(store, opts, createMetrics(), log, (rows) => published.push(...rows.map((r) => r.id)));
+  const metrics = createMetrics();
+  const w = createWriter(store, opts, metrics, log, (rows) => published.push(...rows.map((r) => r.id)));
   let goneA = false;
   const a = w.write(row(1), () => goneA);
   await tick();
@@ -211,7 +212,9 @@ test('a row whose sender went away while it waited is dropped, not stored; once 
   await tick();
   gates[2]!.release();
   assert.is(await e, 'stored');
+  assert.match(metrics.render(), /^hooky_captures_dropped_total 2$/m);
   await w.close();
+  metrics.close();
 });
 
 test.run();
