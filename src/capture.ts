@@ -93,11 +93,15 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     let headerCount = 0;
     let headerBytes = 0;
     let framing: HttpError | undefined;
+    let contentLength: string | undefined;
     req.forEach((name, value) => {
       headerCount++;
       // Names are ASCII (uWS's parser takes only token bytes); values may not be.
       headerBytes += name.length + Buffer.byteLength(value);
-      if (name === 'content-length' && name in headers && headers[name] !== value) framing = conflictingLength;
+      if (name === 'content-length') {
+        contentLength ??= value;
+        if (value !== contentLength) framing = conflictingLength;
+      }
       // RFC 6265 §5.4: the cookie-pairs of one request are separated by "; ".
       headers[name] = name in headers ? `${headers[name]}${name === 'cookie' ? '; ' : ', '}${value}` : value;
     });
@@ -107,7 +111,7 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     // is read. (uWS itself closes, without an answer, a request with both or with a
     // Content-Length that is not a number.)
     const te = headers['transfer-encoding'];
-    if (te !== undefined && (te.toLowerCase() !== 'chunked' || 'content-length' in headers)) framing = unsupportedEncoding;
+    if (te !== undefined && (te.toLowerCase() !== 'chunked' || contentLength !== undefined)) framing = unsupportedEncoding;
     if (framing !== undefined) return refuse(ex, framing);
     // Headers are stored with every capture: their limits bound a row as the body limit does.
     if (headerCount > opts.maxHeaders) return refuse(ex, tooManyHeaders);
@@ -130,7 +134,7 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
       // A failed lookup is answered 503 once the body is read, below.
       if (found instanceof Promise) found.then((w) => w === undefined && refuse(ex, notFound), answeredBelow);
     }
-    readBody(ex, headers['content-length'] ?? '', opts.maxBodyBytes, (body) => {
+    readBody(ex, contentLength ?? '', opts.maxBodyBytes, (body) => {
       if (!(found instanceof Promise)) return store(ex, found, facts, body);
       found.then(
         (w) => store(ex, w, facts, body),
