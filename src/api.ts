@@ -67,8 +67,12 @@ function isConnectionError(err: unknown): boolean {
   return typeof code === 'string' && /^(ECONN|ENOTFOUND|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_|57P0)/.test(code);
 }
 
-const methodNotAllowed = (allow: string) => (res: HttpResponse) =>
-  sendError({ res, done: false }, new HttpError('method_not_allowed', `Allowed: ${allow}`, { allow }));
+// RFC 9110 §15.5.6: a 405 lists the methods the route has in `Allow`.
+const methodNotAllowed = (allow: string) => {
+  const body = errorBody('method_not_allowed', `Allowed: ${allow}`, { allow });
+  const headers: Headers = { 'content-type': 'application/json', allow };
+  return (res: HttpResponse) => send({ res, done: false }, 405, body, headers);
+};
 
 // RFC 9110 §11.6.1: a 401 names the scheme the client should use.
 const unauthorizedHeaders: Headers = { 'content-type': 'application/json', 'www-authenticate': 'Bearer realm="hooky"' };

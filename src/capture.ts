@@ -46,6 +46,8 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
   const notFound = new HttpError('not_found', 'Webhook not found');
   const draining = new HttpError('draining');
   const tooManyHeaders = new HttpError('too_many_headers', `More than ${opts.maxHeaders} header fields`, { limit: opts.maxHeaders });
+  const conflictingLength = new HttpError('invalid_request', 'Content-Length was sent more than once with different values');
+  const unsupportedEncoding = new HttpError('invalid_request', 'Transfer-Encoding must be exactly "chunked", without Content-Length');
   const headersTooLarge = new HttpError('headers_too_large', `Header names and values over ${opts.maxHeaderBytes} bytes`, {
     limit: opts.maxHeaderBytes,
   });
@@ -55,6 +57,13 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     if (!(err instanceof HttpError)) log.error('capture failed', { err });
     metrics.captureErrors.inc(httpErr.status);
     sendError(ex, httpErr);
+  }
+
+  /** Answered before the body is read, so the connection is closed rather than drained. */
+  function refuse(ex: Exchange, err: HttpError) {
+    if (ex.done) return;
+    metrics.captureErrors.inc(err.status);
+    sendError(ex, err, true);
   }
 
   function answer(ex: Exchange, webhook: Webhook, id: string) {
@@ -73,8 +82,10 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     if (deps.isDraining()) return fail(ex, draining);
     const id = newRequestId();
     const { json } = buildPayload(id, webhook.id, facts, body, new Date());
-    writer.write({ id, webhookId: webhook.id, json }).then(
-      (result) => (result === 'stored' ? answer(ex, webhook, id) : fail(ex, notFound)),
+    // A capture whose connection closes while it waits is dropped: it could not be answered,
+    // and its sender, seeing no answer, may send it again.
+    writer.write({ id, webhookId: webhook.id, json }, () => ex.done).then(
+      (result) => (result === 'stored' ? answer(ex, webhook, id) : result === 'gone' ? fail(ex, notFound) : undefined),
       (err: unknown) => fail(ex, err),
     );
   }
@@ -88,18 +99,30 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     const headers: Record<string, string> = Object.create(null);
     let headerCount = 0;
     let headerBytes = 0;
+    let framing: HttpError | undefined;
+    let contentLength: string | undefined;
     req.forEach((name, value) => {
       headerCount++;
-      headerBytes += name.length + value.length;
-      headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+      // Names are ASCII (uWS's parser takes only token bytes); values may not be.
+      headerBytes += name.length + Buffer.byteLength(value);
+      if (name === 'content-length') {
+        contentLength ??= value;
+        if (value !== contentLength) framing = conflictingLength;
+      }
+      // RFC 6265 §5.4: the cookie-pairs of one request are separated by "; ".
+      headers[name] = name in headers ? `${headers[name]}${name === 'cookie' ? '; ' : ', '}${value}` : value;
     });
+    // RFC 9112 §6.1, §6.3: a body whose length two readers could disagree on is how requests are
+    // smuggled past a proxy. uWS decodes any Transfer-Encoding as chunked and uses the first
+    // Content-Length, so anything but one length or exactly `chunked` is refused before the body
+    // is read. (uWS itself closes, without an answer, a request with both or with a
+    // Content-Length that is not a number.)
+    const te = headers['transfer-encoding'];
+    if (te !== undefined && (te.toLowerCase() !== 'chunked' || contentLength !== undefined)) framing = unsupportedEncoding;
+    if (framing !== undefined) return refuse(ex, framing);
     // Headers are stored with every capture: their limits bound a row as the body limit does.
-    // Answered before the body is read, so the connection is closed rather than drained.
-    if (headerCount > opts.maxHeaders || headerBytes > opts.maxHeaderBytes) {
-      const err = headerCount > opts.maxHeaders ? tooManyHeaders : headersTooLarge;
-      metrics.captureErrors.inc(err.status);
-      return sendError(ex, err, true);
-    }
+    if (headerCount > opts.maxHeaders) return refuse(ex, tooManyHeaders);
+    if (headerBytes > opts.maxHeaderBytes) return refuse(ex, headersTooLarge);
     const method = req.getCaseSensitiveMethod().toUpperCase();
     ex.head = method === 'HEAD';
     const facts: RequestFacts = {
@@ -111,9 +134,16 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     };
     // Looked up while the body streams in; usually answered from the cache at once.
     const found = webhookIdPattern.test(webhookId) ? webhooks.find(webhookId) : undefined;
+    // A sender that waits for 100 Continue is told at once that the webhook does not exist, so it
+    // need not send the body. (uWS 20.30 itself writes the 100 before any handler runs.)
+    if (continueExpected.test(headers['expect'] ?? '')) {
+      if (found === undefined) return refuse(ex, notFound);
+      // A failed lookup is answered 503 once the body is read, below.
+      if (found instanceof Promise) found.then((w) => w === undefined && refuse(ex, notFound), answeredBelow);
+    }
     readBody(
       ex,
-      headers['content-length'] ?? '',
+      contentLength ?? '',
       opts.maxBodyBytes,
       (body) => {
         if (!(found instanceof Promise)) return store(ex, found, facts, body);
@@ -143,6 +173,8 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
 }
 
 const noopBody = '{"ok":true}';
+const answeredBelow = () => {};
+const continueExpected = /^100-continue$/i;
 
 /**
  * The client as the outermost trusted proxy saw it. Each proxy appends the address it received

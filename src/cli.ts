@@ -256,11 +256,10 @@ function forwardRequest(req: CapturedRequest, target: URL): Promise<{ status: nu
   const body = req.body === null ? undefined : Buffer.from(req.body, req.bodyEncoding === 'base64' ? 'base64' : 'utf8');
   if (body !== undefined || 'content-length' in req.headers) headers['content-length'] = String(body?.length ?? 0);
 
-  const query = new URLSearchParams(target.search);
-  for (const [name, value] of Object.entries(req.queryParams)) {
-    for (const v of Array.isArray(value) ? value : [value]) query.append(name, v);
-  }
-  const search = query.size > 0 ? `?${query}` : '';
+  // The target's own query, then the captured one byte for byte (a sender may have signed the
+  // URL, as Twilio does).
+  const queries = [target.search.slice(1), rawQueryOf(req)].filter((q) => q !== '');
+  const search = queries.length > 0 ? `?${queries.join('&')}` : '';
   // The captured path is kept as it arrived, percent-encoding and all.
   const path = `${target.pathname.replace(/\/+$/, '')}${req.path === '/' ? '' : req.path}` || '/';
   const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
@@ -282,13 +281,20 @@ function forwardRequest(req: CapturedRequest, target: URL): Promise<{ status: nu
   });
 }
 
+/** The query as received; rebuilt from queryParams for a request captured before rawQuery was kept. */
+function rawQueryOf(req: CapturedRequest): string {
+  if (req.rawQuery !== undefined) return req.rawQuery;
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(req.queryParams)) for (const v of Array.isArray(value) ? value : [value]) query.append(name, v);
+  return query.toString();
+}
+
 /** `14:03:07.123  POST /orders/42?x=1  1.2 KiB  application/json` */
 function summary(req: CapturedRequest): string {
   const t = new Date(req.timestamp);
   const time = `${t.toTimeString().slice(0, 8)}.${String(t.getMilliseconds()).padStart(3, '0')}`;
-  const query = new URLSearchParams();
-  for (const [name, value] of Object.entries(req.queryParams)) for (const v of Array.isArray(value) ? value : [value]) query.append(name, v);
-  const path = req.path + (query.size > 0 ? `?${query}` : '');
+  const search = rawQueryOf(req);
+  const path = req.path + (search !== '' ? `?${search}` : '');
   return `${time}  ${req.method.padEnd(6)} ${path}  ${size(req.size)}  ${req.headers['content-type'] ?? '-'}`;
 }
 

@@ -50,21 +50,28 @@ export function send(ex: Exchange, status: number, body: string | Uint8Array, he
   ex.res.cork(() => {
     ex.res.writeStatus(statusLine(status));
     for (const name in headers) ex.res.writeHeader(name, headers[name]!);
+    // RFC 9110 §15.3.5, §15.4.5: a 204 or 304 has no body and a 204 no Content-Length, so
+    // neither is written (uWS's endWithoutBody() without a length writes none). A 205 has no
+    // body either, but a client reads a response without a length until the close (RFC 9112
+    // §6.3), so it says Content-Length: 0.
+    if (status === 204 || status === 304) ex.res.endWithoutBody();
+    else if (status === 205) ex.res.endWithoutBody(0, close);
     // uWS would send the body even for HEAD, which breaks the next response on the connection.
-    if (ex.head) ex.res.endWithoutBody(typeof body === 'string' ? Buffer.byteLength(body) : body.length, close);
+    else if (ex.head) ex.res.endWithoutBody(typeof body === 'string' ? Buffer.byteLength(body) : body.length, close);
     else ex.res.end(body, close);
   });
 }
+
 
 export function sendJson(ex: Exchange, status: number, value: unknown, headers?: Headers): void {
   send(ex, status, JSON.stringify(value), headers ? { ...jsonType, ...headers } : jsonType);
 }
 
 export function sendEmpty(ex: Exchange, status: number): void {
-  if (ex.done) return;
-  ex.done = true;
-  ex.res.cork(() => ex.res.writeStatus(statusLine(status)).endWithoutBody(0));
+  send(ex, status, '', noHeaders);
 }
+
+const noHeaders: Headers = {};
 
 /** The contract's error body `{"error", "message"}`, with any extra fields after them. */
 export function errorBody(code: HttpErrorCode, message: string = httpErrors[code].message, extra?: Record<string, unknown>): string {

@@ -87,6 +87,7 @@ export function createMetrics() {
     captureErrors: labelledCounter('hooky_capture_errors_total', 'Capture requests answered with an error, by HTTP status', 'status'),
     batchSize: histogram('hooky_batch_rows', 'Rows per group-commit INSERT', [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000]),
     batchFailures: counter('hooky_batch_failures_total', 'Group-commit INSERTs that failed'),
+    capturesDropped: counter('hooky_captures_dropped_total', 'Captures not stored because their connection closed while they waited for the writer'),
     queued: gauge('hooky_writer_queue', 'Captures waiting for the writer'),
     inflightBytes: gauge('hooky_inflight_body_bytes', 'Body bytes being received over every capture connection (HOOKY_MAX_INFLIGHT_BYTES)'),
     readBytes: gauge('hooky_read_bytes_held', 'Payload bytes held for listings and replays being sent (HOOKY_MAX_READ_BYTES)'),

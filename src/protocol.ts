@@ -58,6 +58,8 @@ export const CapturedRequestSchema = v.object({
   path: v.string(),
   headers: v.record(v.string(), v.string()),
   queryParams: v.record(v.string(), v.union([v.string(), v.array(v.string())])),
+  /** The query string as received, without `?`; absent on requests captured before it was kept. */
+  rawQuery: v.optional(v.string()),
   body: v.nullable(v.string()),
   bodyEncoding: v.picklist(['utf8', 'base64']),
   size: v.number(),
@@ -155,8 +157,12 @@ export function newRequestFrame(payloadJson: string, ref?: Ref): string {
 // uWS writes these itself; a webhook that set them would corrupt the HTTP framing.
 const reservedHeaders = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'date']);
 
+/** The statuses that never carry a body (RFC 9110 §15.3.5, §15.3.6, §15.4.5). */
+export const bodylessStatuses: ReadonlySet<number> = new Set([204, 205, 304]);
+
 /** The custom answer a webhook's capture route gives instead of the default 200. */
-export const WebhookResponseSchema = v.strictObject({
+export const WebhookResponseSchema = v.pipe(
+  v.strictObject({
   status: v.optional(v.pipe(v.number(), v.integer(), v.minValue(200), v.maxValue(599))),
   headers: v.optional(
     v.pipe(
@@ -171,7 +177,9 @@ export const WebhookResponseSchema = v.strictObject({
   ),
   body: v.optional(v.pipe(v.string(), v.maxLength(1024 * 1024))),
   delayMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(30_000))),
-});
+  }),
+  v.check((r) => !(r.status !== undefined && bodylessStatuses.has(r.status) && r.body), 'a response with status 204, 205 or 304 cannot have a body'),
+);
 export type WebhookResponse = v.InferOutput<typeof WebhookResponseSchema>;
 
 /** `POST /api/webhooks`: the body is optional; without `id` the server generates one. */

@@ -14,11 +14,16 @@ export interface WriterOptions {
   settleIntervalMs?: number;
 }
 
-/** `stored`: committed. `gone`: its webhook was deleted before the commit; nothing was stored. */
-export type WriteResult = 'stored' | 'gone';
+/**
+ * `stored`: committed. `gone`: its webhook was deleted before the commit; nothing was stored.
+ * `dropped`: its sender went away before its batch was sent, so it was not stored.
+ */
+export type WriteResult = 'stored' | 'gone' | 'dropped';
 
 interface Waiting {
   row: PendingRow;
+  /** True once nobody can be told the outcome (the sender's connection closed). */
+  abandoned: (() => boolean) | undefined;
   resolve: (r: WriteResult) => void;
   reject: (e: HttpError) => void;
 }
@@ -40,6 +45,10 @@ interface Waiting {
  * holds are stored ones (2xx) and the others were not (503). While a batch is being settled the
  * writer takes no new rows (503 at once: storage is unavailable), so commit order stays id order.
  * Only a batch still unsettled when settleTimeoutMs runs out gets a 503 that may hide a row.
+ *
+ * A row is stored only if it can still be answered: one whose sender went away while it waited
+ * is dropped when its batch is taken, so a sender that retries creates no duplicate. Once the
+ * batch is sent, a sender that goes away no longer changes anything: the row is stored.
  */
 export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics, log: Logger, onCommitted: (rows: PendingRow[]) => void) {
   let queue: Waiting[] = [];
@@ -58,15 +67,24 @@ export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics
       n++;
       if (bytes >= opts.maxBytes) break;
     }
-    const batch = n === queue.length ? queue : queue.slice(0, n);
+    const taken = n === queue.length ? queue : queue.slice(0, n);
     queue = n === queue.length ? [] : queue.slice(n);
     queuedBytes -= bytes;
     metrics.queued.dec(n);
+    // Checked once, here: after this the batch is sent and its rows are stored whatever happens.
+    const batch: Waiting[] = [];
+    for (const w of taken) {
+      if (w.abandoned?.()) {
+        metrics.capturesDropped.inc();
+        w.resolve('dropped');
+      } else batch.push(w);
+    }
     return batch;
   }
 
   async function flush(): Promise<void> {
     const batch = take();
+    if (batch.length === 0) return flushed();
     const rows = batch.map((w) => w.row);
     metrics.batchSize.observe(rows.length);
     // What each row gets: its verdict, or undefined for a 503.
@@ -98,6 +116,10 @@ export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics
     } catch (err) {
       log.error('publishing committed requests failed', { err });
     }
+    flushed();
+  }
+
+  function flushed() {
     flushing = false;
     if (queue.length > 0) schedule();
     else idle?.();
@@ -135,15 +157,18 @@ export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics
   }
 
   return {
-    /** Resolves once the row is committed; rejects with a 503 HttpError when it cannot be. */
-    write(row: PendingRow): Promise<WriteResult> {
+    /**
+     * Resolves once the row is committed; rejects with a 503 HttpError when it cannot be.
+     * `abandoned` says whether the row's sender went away: such a row is dropped, not stored.
+     */
+    write(row: PendingRow, abandoned?: () => boolean): Promise<WriteResult> {
       if (closed) return Promise.reject(new HttpError('draining'));
       if (settling) return Promise.reject(new HttpError('storage_unavailable'));
       if (queuedBytes + row.json.length > opts.queueMaxBytes) {
         return Promise.reject(new HttpError('overloaded'));
       }
       return new Promise<WriteResult>((resolve, reject) => {
-        queue.push({ row, resolve, reject });
+        queue.push({ row, abandoned, resolve, reject });
         queuedBytes += row.json.length;
         metrics.queued.inc();
         if (!flushing) schedule();

@@ -165,7 +165,10 @@ test('unknown routes answer 404 JSON and wrong methods 405', async (ctx) => {
   const r2 = await fetch(`${ctx.s.url}/api/webhooks`, { method: 'GET' });
   assert.is(r2.status, 405);
   assert.is(((await r2.json()) as { error: string }).error, 'method_not_allowed');
-  assert.is((await fetch(`${ctx.s.url}/api/webhooks/x`, { method: 'PUT' })).status, 405);
+  assert.is(r2.headers.get('allow'), 'POST', 'a 405 names the allowed methods (RFC 9110 §15.5.6)');
+  const r3 = await fetch(`${ctx.s.url}/api/webhooks/x`, { method: 'PUT' });
+  assert.is(r3.status, 405);
+  assert.is(r3.headers.get('allow'), 'GET, DELETE');
 });
 
 test.run();

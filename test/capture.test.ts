@@ -271,4 +271,192 @@ test('nothing lost: every 2xx of a burst of 2000 concurrent captures is in the d
   assert.is(storedIds.size, acked.length, 'and nothing was stored without an answer');
 });
 
+/** Everything the server sends on one connection until it closes it or `ms` pass. */
+function rawUntilClose(port: number, request: string | Buffer, ms = 2000): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1');
+    let text = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve({ text, closed: false });
+    }, ms);
+    sock.on('data', (d) => (text += d.toString('latin1')));
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve({ text, closed: true });
+    });
+    sock.on('error', reject);
+    sock.write(request);
+  });
+}
+
+const payloadOf = async (base: string, webhookId: string, reply: string) => {
+  const rid = JSON.parse(reply.slice(reply.lastIndexOf('\r\n\r\n') + 4)).id as string;
+  return (await (await fetch(`${base}/api/webhooks/${webhookId}/requests/${rid}`)).json()) as Record<string, unknown> & {
+    headers: Record<string, string>;
+  };
+};
+
+test('pipelined captures: uWS closes the connection, and no capture is stored that was not answered', async (ctx) => {
+  const { id } = await createWebhook(ctx.s.url);
+  const one = `POST /h/${id} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi`;
+  const { text, closed } = await rawUntilClose(ctx.s.server.port, one.repeat(10));
+  assert.ok(closed, 'uWS 20.30 closes a connection that pipelines behind an answer still pending');
+  const answers = text.match(/HTTP\/1\.1 200 /g)?.length ?? 0;
+  // Give a capture that would still be written the time to commit.
+  await new Promise((r) => setTimeout(r, 300));
+  assert.is(await rows(ctx.sql, id), answers, 'rows stored == answers received');
+});
+
+test('Content-Length given twice with different values is refused 400 before the body; one that is not a number is closed by uWS; nothing stored', async (ctx) => {
+  const { id } = await createWebhook(ctx.s.url);
+  for (const lengths of [['2', '5'], ['5', '2'], ['2', '2', '3']]) {
+    const head = lengths.map((l) => `content-length: ${l}\r\n`).join('');
+    const { text, closed } = await rawUntilClose(ctx.s.server.port, `POST /h/${id} HTTP/1.1\r\nhost: x\r\n${head}\r\nhello`);
+    assert.match(text, /^HTTP\/1\.1 400 /, lengths.join(' + '));
+    assert.match(text, /"error":"invalid_request"/);
+    assert.ok(closed, 'the connection is closed, the body never read');
+  }
+  // uWS 20.30's parser drops these before any handler can answer.
+  for (const length of ['5abc', '2, 2', '-1', '+5']) {
+    const { text, closed } = await rawUntilClose(ctx.s.server.port, `POST /h/${id} HTTP/1.1\r\nhost: x\r\ncontent-length: ${length}\r\n\r\nhello`);
+    assert.is(text, '', length);
+    assert.ok(closed, length);
+  }
+  assert.is(await rows(ctx.sql, id), 0);
+  // The same length twice is one length (RFC 9110 §8.6).
+  const same = await raw(ctx.s.server.port, `POST /h/${id} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nhi`);
+  assert.match(same, /^HTTP\/1\.1 200 /);
+  assert.is(await rows(ctx.sql, id), 1);
+  assert.is((await payloadOf(ctx.s.url, id, same)).body, 'hi');
+});
+
+test('Transfer-Encoding other than exactly chunked is refused 400 before the body; with Content-Length uWS closes; nothing stored', async (ctx) => {
+  const { id } = await createWebhook(ctx.s.url);
+  const chunked = '5\r\nhello\r\n0\r\n\r\n';
+  for (const te of ['xchunked', 'chunked, identity', 'gzip', 'identity', 'chunked\r\ntransfer-encoding: chunked']) {
+    const { text, closed } = await rawUntilClose(ctx.s.server.port, `POST /h/${id} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: ${te}\r\n\r\n${chunked}`);
+    assert.match(text, /^HTTP\/1\.1 400 /, te);
+    assert.match(text, /"error":"invalid_request"/);
+    assert.ok(closed);
+  }
+  // Both: uWS 20.30 closes the connection before any handler runs (RFC 9112 §6.3 allows that).
+  const both = await rawUntilClose(ctx.s.server.port, `POST /h/${id} HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n${chunked}`);
+  assert.is(both.text, '');
+  assert.ok(both.closed);
+  assert.is(await rows(ctx.sql, id), 0);
+  const upper = await raw(ctx.s.server.port, `POST /h/${id} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: Chunked\r\n\r\n${chunked}`);
+  assert.match(upper, /^HTTP\/1\.1 200 /, 'coding names are case-insensitive');
+  assert.is(await rows(ctx.sql, id), 1);
+});
+
+test('repeated Cookie headers are joined with "; " (RFC 6265), others with ", "', async (ctx) => {
+  const { id } = await createWebhook(ctx.s.url);
+  const reply = await raw(ctx.s.server.port, `GET /h/${id} HTTP/1.1\r\nhost: x\r\ncookie: a=1\r\nx-tag: one\r\nCookie: b=2\r\nx-tag: two\r\n\r\n`);
+  const p = await payloadOf(ctx.s.url, id, reply);
+  assert.is(p.headers.cookie, 'a=1; b=2');
+  assert.is(p.headers['x-tag'], 'one, two');
+});
+
+test('the header-bytes limit counts bytes, not UTF-16 units', async () => {
+  const s = await startServer({ HOOKY_MAX_HEADER_BYTES: '2048' });
+  try {
+    const { id } = await createWebhook(s.url);
+    // 1,100 × "é": 1,100 UTF-16 units but 2,200 bytes. (uWS trims non-ASCII bytes at either end
+    // of a value, so the value starts and ends with an ASCII letter.)
+    const value = Buffer.from(`a${'é'.repeat(1100)}a`);
+    const head = Buffer.from(`GET /h/${id} HTTP/1.1\r\nhost: x\r\nx-name: `);
+    const reply = await raw(s.server.port, Buffer.concat([head, value, Buffer.from('\r\n\r\n')]));
+    assert.match(reply, /^HTTP\/1\.1 431 /);
+    assert.match(reply, /"error":"headers_too_large"/);
+    const fits = await raw(s.server.port, Buffer.concat([head, Buffer.from(`a${'é'.repeat(900)}a`), Buffer.from('\r\n\r\n')]));
+    assert.match(fits, /^HTTP\/1\.1 200 /);
+    assert.is((await payloadOf(s.url, id, fits)).headers['x-name'], `a${'é'.repeat(900)}a`);
+  } finally {
+    await s.close();
+  }
+});
+
+test('Expect: 100-continue for an unknown webhook or an over-limit Content-Length is answered 404 / 413 at once, without the body', async (ctx) => {
+  for (const target of [uniqueId('nope'), '-bad']) {
+    const { text } = await rawUntilClose(ctx.s.server.port, `POST /h/${target} HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n`, 1500);
+    // uWS 20.30 writes the 100 itself before any handler runs; the final answer follows at once.
+    assert.match(text, /^(HTTP\/1\.1 100 Continue\r\n\r\n)?HTTP\/1\.1 404 /, target);
+    assert.match(text, /"error":"not_found"/);
+  }
+  const { id } = await createWebhook(ctx.s.url);
+  const big = await rawUntilClose(ctx.s.server.port, `POST /h/${id} HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: ${64 * 1024 + 1}\r\n\r\n`, 1500);
+  assert.match(big.text, /^(HTTP\/1\.1 100 Continue\r\n\r\n)?HTTP\/1\.1 413 /);
+  // A known webhook still takes the body after the 100.
+  const ok = await raw(ctx.s.server.port, `POST /h/${id} HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\nhi`);
+  assert.match(ok, /HTTP\/1\.1 200 /);
+  assert.is(await rows(ctx.sql, id), 1);
+});
+
+test('a custom status 204, 205 or 304 is refused a body at create, and sent with none', async (ctx) => {
+  for (const status of [204, 205, 304]) {
+    const res = await fetch(`${ctx.s.url}/api/webhooks`, { method: 'POST', body: JSON.stringify({ response: { status, body: 'x' } }) });
+    assert.is(res.status, 400, String(status));
+    assert.match(((await res.json()) as { message: string }).message, /cannot have a body/);
+  }
+  for (const [status, framing] of [
+    [204, /^HTTP\/1\.1 204 No Content\r\n(?![\s\S]*Content-Length)[\s\S]*\r\n\r\n$/i],
+    [304, /^HTTP\/1\.1 304 Not Modified\r\n(?![\s\S]*Content-Length)[\s\S]*\r\n\r\n$/i],
+    [205, /^HTTP\/1\.1 205 Reset Content\r\n[\s\S]*Content-Length: 0\r\n\r\n$/i],
+  ] as const) {
+    const { id } = await createWebhook(ctx.s.url, { response: { status, headers: { 'x-hooky': 'yes' } } });
+    // A webhook stored before the rule (or written by hand) with a body: the body is not sent.
+    await ctx.sql`update webhooks set response = ${ctx.sql.json({ status, body: 'not sent' })} where id = ${id}`;
+    const other = await createWebhook(ctx.s.url, { response: { status } });
+    for (const target of [other.id, id]) {
+      // Two requests on one connection: the first answer must end where its headers end.
+      const one = `GET /h/${target} HTTP/1.1\r\nhost: x\r\n\r\n`;
+      const sock = connect(ctx.s.server.port, '127.0.0.1');
+      let out = '';
+      sock.on('data', (d) => (out += d.toString('latin1')));
+      sock.write(one);
+      const end = Date.now() + 3000;
+      while ((out.match(/\r\n\r\n/g)?.length ?? 0) < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      sock.write(one);
+      while ((out.match(/\r\n\r\n/g)?.length ?? 0) < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 50));
+      sock.destroy();
+      const [first, second] = out.split(/(?<=\r\n\r\n)/);
+      assert.match(first ?? '', framing, `${status} ${target}`);
+      assert.match(second ?? '', framing, `${status} ${target}: the connection is still in step`);
+    }
+  }
+});
+
+test('the raw query string is kept exactly as received, beside the decoded queryParams', async (ctx) => {
+  const { id } = await createWebhook(ctx.s.url);
+  const query = 'b=a%20b+c&a=1&a=%7E~&sig=x%2Fy%3D&empty=&flag';
+  const reply = await raw(ctx.s.server.port, `GET /h/${id}/p%2Fq?${query} HTTP/1.1\r\nhost: x\r\n\r\n`);
+  const p = await payloadOf(ctx.s.url, id, reply);
+  assert.is(p.rawQuery, query);
+  assert.is(p.path, '/p%2Fq');
+  assert.equal(p.queryParams, { b: 'a b c', a: ['1', '~~'], sig: 'x/y=', empty: '', flag: '' });
+  const none = await payloadOf(ctx.s.url, id, await raw(ctx.s.server.port, `GET /h/${id} HTTP/1.1\r\nhost: x\r\n\r\n`));
+  assert.is(none.rawQuery, '');
+});
+
+test('bytes that are not UTF-8 reach hooky already altered by uWS (a documented limit): replaced inside, trimmed at the ends of header values', async (ctx) => {
+  const { id } = await createWebhook(ctx.s.url);
+  const request = Buffer.concat([
+    Buffer.from(`GET /h/${id}/p`),
+    Buffer.from([0xff]),
+    Buffer.from('%41?q='),
+    Buffer.from([0xfe]),
+    Buffer.from(' HTTP/1.1\r\nhost: x\r\nx-mid: a'),
+    Buffer.from([0xff]),
+    Buffer.from('b\r\nx-end: caf\u00e9\r\n\r\n'),
+  ]);
+  const p = await payloadOf(ctx.s.url, id, await raw(ctx.s.server.port, request));
+  // If a uWS upgrade keeps these bytes, README's Known limits and docs/protocol.md must change.
+  assert.is(p.path, '/p\ufffd%41');
+  assert.is(p.rawQuery, 'q=\ufffd');
+  assert.is(p.headers['x-mid'], 'a\ufffdb');
+  assert.is(p.headers['x-end'], 'caf');
+});
+
 test.run();

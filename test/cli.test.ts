@@ -186,7 +186,7 @@ listen('--forward replays method, path, query, headers and a binary body byte fo
 
   // A binary body (not UTF-8: stored as base64) under a GitHub-style signature.
   const binary = Buffer.concat([randomBytes(64), Buffer.from([0xff, 0xfe, 0x00, 0x80])]);
-  const first = await http('PUT', `${server.url}/h/${id}/events/42?x=1&tag=a&tag=b&sp=a+b`, binary, {
+  const first = await http('PUT', `${server.url}/h/${id}/events/42?x=1&tag=a&tag=b&sp=a+b&t=a%20b~`, binary, {
     'content-type': 'application/octet-stream',
     'x-hub-signature-256': sign(binary),
     'x-custom': 'kept',
@@ -202,7 +202,7 @@ listen('--forward replays method, path, query, headers and a binary body byte fo
 
   const [a, b] = target.received;
   assert.is(a!.method, 'PUT');
-  assert.is(a!.url, '/target/events/42?src=hooky&x=1&tag=a&tag=b&sp=a+b');
+  assert.is(a!.url, '/target/events/42?src=hooky&x=1&tag=a&tag=b&sp=a+b&t=a%20b~', 'the query as it was sent');
   assert.ok(a!.body.equals(binary), 'binary body byte-identical');
   assert.ok(a!.verified, 'signature verifies at the target');
   assert.is(a!.headers['content-type'], 'application/octet-stream');
@@ -220,9 +220,9 @@ listen('--forward replays method, path, query, headers and a binary body byte fo
   // One line per request as it arrives, one per forward as it completes: the two may interleave.
   const lines = p.out.stdout.trim().split('\n');
   assert.is(lines.length, 4, p.out.stdout);
-  assert.match(lines[0]!, /^\d\d:\d\d:\d\d\.\d{3}  PUT    \/events\/42\?x=1&tag=a&tag=b&sp=a\+b  68 B  application\/octet-stream$/);
+  assert.match(lines[0]!, /^\d\d:\d\d:\d\d\.\d{3}  PUT    \/events\/42\?x=1&tag=a&tag=b&sp=a\+b&t=a%20b~  68 B  application\/octet-stream$/);
   assert.ok(
-    lines.some((l) => /^→ 202 Accepted PUT http:\/\/127\.0\.0\.1:\d+\/target\/events\/42\?src=hooky&x=1&tag=a&tag=b&sp=a\+b \(\d+ ms\)$/.test(l)),
+    lines.some((l) => /^→ 202 Accepted PUT http:\/\/127\.0\.0\.1:\d+\/target\/events\/42\?src=hooky&x=1&tag=a&tag=b&sp=a\+b&t=a%20b~ \(\d+ ms\)$/.test(l)),
     p.out.stdout,
   );
 

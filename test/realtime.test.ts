@@ -220,7 +220,7 @@ broadcast('new request broadcast carries the complete payload', async (ctx) => {
   assert.is(res.status, 200);
   const ack = (await res.json()) as { ok: boolean; id: string };
   const { data: p } = await c.next('new-request');
-  assert.equal(Object.keys(p), ['id', 'webhookId', 'method', 'path', 'headers', 'queryParams', 'body', 'bodyEncoding', 'size', 'timestamp', 'sourceIp', 'userAgent']);
+  assert.equal(Object.keys(p), ['id', 'webhookId', 'method', 'path', 'headers', 'queryParams', 'rawQuery', 'body', 'bodyEncoding', 'size', 'timestamp', 'sourceIp', 'userAgent']);
   assert.is(p.id, ack.id);
   assert.is(p.webhookId, id);
   assert.is(p.method, 'PUT');

@@ -179,4 +179,42 @@ test('a publish that throws is logged, never turned into a 503 for committed row
   assert.is(await a, 'stored');
 });
 
+test('a row whose sender went away while it waited is dropped, not stored; once its batch is sent it is stored', async () => {
+  const { store, batches, gates } = fakeStore();
+  const published: string[] = [];
+  const metrics = createMetrics();
+  const w = createWriter(store, opts, metrics, log, (rows) => published.push(...rows.map((r) => r.id)));
+  let goneA = false;
+  const a = w.write(row(1), () => goneA);
+  await tick();
+  assert.is(batches.length, 1, 'the first batch is sent');
+  let goneB = false;
+  const b = w.write(row(2), () => goneB);
+  const c = w.write(row(3), () => false);
+  // Both senders close while their rows wait: A's batch is already out, B's is not.
+  goneA = true;
+  goneB = true;
+  gates[0]!.release();
+  assert.is(await a, 'stored', 'a sent batch is stored whatever its sender does');
+  assert.is(await b, 'dropped');
+  await tick();
+  assert.equal(batches[1]!.map((r) => r.id), ['id-00003'], 'the dropped row is not in the next batch');
+  gates[1]!.release();
+  assert.is(await c, 'stored');
+  assert.equal(published, ['id-00001', 'id-00003']);
+  assert.is(w.pending, 0);
+  // A batch of nothing but dropped rows sends no statement, and the writer stays usable.
+  const d = w.write(row(4), () => true);
+  assert.is(await d, 'dropped');
+  await tick();
+  assert.is(batches.length, 2);
+  const e = w.write(row(5));
+  await tick();
+  gates[2]!.release();
+  assert.is(await e, 'stored');
+  assert.match(await metrics.render(), /^hooky_captures_dropped_total 2$/m);
+  await w.close();
+  metrics.close();
+});
+
 test.run();
