@@ -49,6 +49,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     db.sql,
     {
       maxRequests: config.retentionMaxRequests,
+      maxBytes: config.retentionMaxBytes,
       maxAgeMs: config.retentionMaxAgeMs,
       intervalMs: config.retentionIntervalMs,
       batch: config.retentionBatch,
@@ -76,7 +77,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   let port = 0;
   const publicUrl = () => config.publicUrl ?? `http://localhost:${port}`;
   registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
-  registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { auth, store, webhooks, log, onDeleted: realtime.webhookDeleted });
+  registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, maxWebhooks: config.maxWebhooks, publicUrl }, { auth, store, webhooks, log, onDeleted: realtime.webhookDeleted });
   registerHealth(app, { metrics, isDraining, ping: store.ping });
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
 
