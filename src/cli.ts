@@ -108,6 +108,11 @@ interface Args {
 /** Resolves with the exit status, or never while `serve` or `listen` run until a signal. */
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  // `hooky help listen` is `hooky listen --help`.
+  if (name === 'help' && rest.length === 1 && Object.hasOwn(help, rest[0]!)) {
+    process.stdout.write(help[rest[0] as keyof typeof help]);
+    return 0;
+  }
   if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
     (name === undefined ? process.stderr : process.stdout).write(usage);
     return name === undefined ? 2 : 0;

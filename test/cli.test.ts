@@ -82,6 +82,7 @@ usage('each command has its own --help, exit 0; the global help lists the comman
       assert.is.not(r.stdout, global.stdout);
     }
   }
+  assert.is((await run(['help', 'listen'])).stdout, (await run(['listen', '--help'])).stdout);
   const listen = await run(['listen', '--help']);
   for (const option of ['--forward', '--json', '--since', '--wait', '--url', '--token']) assert.match(listen.stdout, option);
   assert.match((await run(['create', '--help'])).stdout, '--id');
