@@ -84,28 +84,32 @@ job('keeps the newest HOOKY_RETENTION_MAX_BYTES of stored payload per webhook, d
     DATABASE_URL: ctx.db.url,
     HOOKY_RETENTION_MAX_REQUESTS: '0',
     HOOKY_RETENTION_MAX_AGE_HOURS: '0',
-    HOOKY_RETENTION_MAX_BYTES: '3500',
+    HOOKY_RETENTION_MAX_BYTES: '35000',
     HOOKY_RETENTION_INTERVAL_MS: '50',
     HOOKY_RETENTION_BATCH: '2',
   });
   try {
     const big = await createWebhook(s.url);
     const small = await createWebhook(s.url);
-    // 10 × 1000 bytes: the newest three (3000 bytes) fit the 3500-byte budget, a fourth does not.
-    const seeded = await seedSized(ctx.sql, big.id, 10, 1000, 60_000);
-    await seedSized(ctx.sql, small.id, 3, 1000, 60_000);
-    await eventually(async () => (await idsOf(ctx.sql, big.id)).length === 3, 5000, 'trimmed to 3');
-    assert.equal(await idsOf(ctx.sql, big.id), seeded.slice(-3), 'the newest are kept');
-    assert.is((await idsOf(ctx.sql, small.id)).length, 3, 'a webhook within its budget is left alone');
+    // 10 × 10,000 bytes, then one capture of a few hundred bytes, which marks the webhook as
+    // written to (rows seeded straight into the table are only seen by the first pass): the
+    // capture and the newest three seeded (about 30,500 bytes) fit the budget, a fourth does not.
+    const seeded = await seedSized(ctx.sql, big.id, 10, 10_000, 60_000);
+    await seedSized(ctx.sql, small.id, 3, 10_000, 60_000);
+    const capture = async (id: string, body: string) =>
+      ((await (await fetch(`${s.url}/h/${id}`, { method: 'POST', body })).json()) as { id: string }).id;
+    const fresh = await capture(big.id, 'small');
+    await capture(small.id, 'small');
+    await eventually(async () => (await idsOf(ctx.sql, big.id)).length === 4, 5000, 'trimmed to 4');
+    assert.equal(await idsOf(ctx.sql, big.id), [...seeded.slice(-3), fresh], 'the newest are kept');
+    assert.is((await idsOf(ctx.sql, small.id)).length, 4, 'a webhook within its budget is left alone');
     assert.is(await metric(s.url, 'hooky_retention_deleted_total{rule="max_bytes"}'), 7);
 
     // Later captures are trimmed by later passes. A capture whose payload alone passes the
-    // budget cannot be kept within it: it goes, with the three older ones.
-    const body = 'y'.repeat(4000);
-    const ack = (await (await fetch(`${s.url}/h/${big.id}`, { method: 'POST', body })).json()) as { id: string };
-    assert.match(ack.id, /^[0-9a-f-]{36}$/);
+    // budget cannot be kept within it: it goes, with the four older ones.
+    assert.match(await capture(big.id, 'y'.repeat(40_000)), /^[0-9a-f-]{36}$/);
     await eventually(async () => (await idsOf(ctx.sql, big.id)).length === 0, 5000, 'over budget on its own');
-    assert.is(await metric(s.url, 'hooky_retention_deleted_total{rule="max_bytes"}'), 11);
+    assert.is(await metric(s.url, 'hooky_retention_deleted_total{rule="max_bytes"}'), 12);
   } finally {
     await s.close();
   }
