@@ -86,7 +86,8 @@ const common = {
 const remote = { ...common, token: { type: 'string' } } satisfies ParseArgsConfig['options'];
 
 const commands = {
-  serve: { options: common, run: serve },
+  // serve reads environment variables only: an option given to it is a mistake, not ignored.
+  serve: { options: { help: common.help }, run: serve },
   create: { options: { ...remote, id: { type: 'string' } }, run: create },
   listen: {
     options: { ...remote, forward: { type: 'string' }, json: { type: 'boolean' }, since: { type: 'string' }, wait: { type: 'boolean' } },

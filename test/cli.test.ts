@@ -138,6 +138,7 @@ create('usage errors exit 2 and point to --help; an unreachable server exits 1',
     ['listen', 'ok', '--forward', 'ftp://x'],
     ['listen', 'ok', '--token', 'slash/and=equals'],
     ['serve', '--token', token],
+    ['serve', '--url', 'http://localhost:1'],
   ];
   const results = await Promise.all(cases.map((args) => run(args)));
   results.forEach((r, i) => {
