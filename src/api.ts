@@ -15,6 +15,8 @@ export interface ApiOptions {
   maxApiBodyBytes: number;
   /** Payload bytes per page of `GET …/requests`; a page holds at least one request. */
   maxPageBytes: number;
+  /** Webhooks that may exist; 0 = no limit. */
+  maxWebhooks: number;
   /** Base of a webhook's capture `url`, without a trailing slash. */
   publicUrl: () => string;
 }
@@ -140,7 +142,11 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
       return sendError(ex, new HttpError('invalid_request', v.summarize(parsed.issues), { issues: issuesOf(parsed.issues) }));
     }
     const id = parsed.output.id ?? newWebhookId();
-    const created = await store.createWebhook(id, parsed.output.response ?? null);
+    const response = parsed.output.response ?? null;
+    const created = opts.maxWebhooks > 0 ? await store.createWebhookWithin(opts.maxWebhooks, id, response) : await store.createWebhook(id, response);
+    if (created === 'full') {
+      return sendError(ex, new HttpError('too_many_webhooks', `The server holds ${opts.maxWebhooks} webhooks, its limit (HOOKY_MAX_WEBHOOKS); delete one first`));
+    }
     if (!created) return sendError(ex, new HttpError('conflict', `A webhook with id "${id}" already exists`));
     webhooks.remember(created);
     const body201 = view(created);

@@ -95,9 +95,11 @@ export const EnvSchema = v.object({
   HOOKY_API_TOKEN: apiToken, // unset: REST API and /ws are open; set: they need this token
   HOOKY_ALLOWED_ORIGINS: origins, // browser origins allowed to open /ws; unset: any
   HOOKY_RETENTION_MAX_REQUESTS: int(10_000, 0, 1_000_000_000), // newest requests kept per webhook; 0 = no limit
+  HOOKY_RETENTION_MAX_BYTES: int(1024 * MiB, 0, 64 * 1024 * 1024 * MiB), // stored payload bytes kept per webhook (1 GiB), oldest deleted first; 0 = no limit
   HOOKY_RETENTION_MAX_AGE_HOURS: int(7 * 24, 0, 100 * 365 * 24), // hours a request is kept (7 days); 0 = forever
   HOOKY_RETENTION_INTERVAL_MS: int(60_000, 10, 24 * 3600_000), // pause between retention passes (1 minute)
   HOOKY_RETENTION_BATCH: int(1000, 1, 100_000), // rows per DELETE statement
+  HOOKY_MAX_WEBHOOKS: int(100_000, 0, 100_000_000), // webhooks that may exist; past it, create answers 409 too_many_webhooks; 0 = no limit
   HOOKY_REPLAY_LIMIT: int(1000, 1, 100_000), // requests replayed by one `join` with `since`
   HOOKY_MAX_PAGE_BYTES: int(4 * MiB, 64 * KiB, 1024 * MiB), // payload bytes per REST page and per replay page; always at least one request
   HOOKY_MAX_READ_BYTES: int(64 * MiB, 1 * MiB, 16384 * MiB), // payload bytes held at once for every listing and replay; past it: 503 / OVERLOADED
@@ -139,6 +141,10 @@ export interface Config {
   readonly allowedOrigins: readonly string[] | undefined;
   /** 0 = no limit. */
   readonly retentionMaxRequests: number;
+  /** Stored payload bytes kept per webhook; 0 = no limit. */
+  readonly retentionMaxBytes: number;
+  /** 0 = no limit. */
+  readonly maxWebhooks: number;
   /** Milliseconds; 0 = forever. */
   readonly retentionMaxAgeMs: number;
   readonly retentionIntervalMs: number;
@@ -207,6 +213,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     apiToken: e.HOOKY_API_TOKEN,
     allowedOrigins: e.HOOKY_ALLOWED_ORIGINS && Object.freeze(e.HOOKY_ALLOWED_ORIGINS),
     retentionMaxRequests: e.HOOKY_RETENTION_MAX_REQUESTS,
+    retentionMaxBytes: e.HOOKY_RETENTION_MAX_BYTES,
+    maxWebhooks: e.HOOKY_MAX_WEBHOOKS,
     retentionMaxAgeMs: e.HOOKY_RETENTION_MAX_AGE_HOURS * 3600_000,
     retentionIntervalMs: e.HOOKY_RETENTION_INTERVAL_MS,
     retentionBatch: e.HOOKY_RETENTION_BATCH,

@@ -12,6 +12,7 @@ export const httpErrors = {
   method_not_allowed: { status: 405, message: 'Method not allowed on this route' },
   upgrade_required: { status: 426, message: 'This route speaks WebSocket: connect with a WebSocket client offering subprotocol hooky.v1' },
   conflict: { status: 409, message: 'A webhook with this id already exists' },
+  too_many_webhooks: { status: 409, message: 'The server holds as many webhooks as it may (HOOKY_MAX_WEBHOOKS); delete one first' },
   payload_too_large: { status: 413, message: 'The request body is larger than the limit' },
   too_many_headers: { status: 431, message: 'The request has more header fields than the limit' },
   headers_too_large: { status: 431, message: 'The request headers are larger than the limit' },

@@ -7,6 +7,8 @@ import type { PendingRow } from './store.js';
 export interface RetentionOptions {
   /** Newest requests kept per webhook; 0 = no limit. */
   maxRequests: number;
+  /** Stored payload bytes kept per webhook, newest first; 0 = no limit. */
+  maxBytes: number;
   /** Age in ms past which a request is deleted; 0 = kept forever. */
   maxAgeMs: number;
   /** Pause between the end of one pass and the start of the next. */
@@ -23,10 +25,12 @@ interface Deps {
 /** Past this many webhooks written between two passes, the next pass checks every webhook instead. */
 const maxTouched = 100_000;
 const webhookPage = 500;
+/** Rows read per statement while summing a webhook's payload sizes for the byte budget. */
+const sizePage = 1000;
 
 /**
- * Deletes what retention allows to go: requests older than `maxAgeMs`, and those past the newest
- * `maxRequests` of a webhook. A background job, off the capture path: one statement at a time on
+ * Deletes what retention allows to go: requests older than `maxAgeMs`, those past the newest
+ * `maxRequests` of a webhook, and those past the newest `maxBytes` of stored payload of a webhook. A background job, off the capture path: one statement at a time on
  * one pooled connection, each deleting at most `batch` rows through an index, so captures never
  * wait behind it for a lock or a connection.
  *
@@ -35,7 +39,9 @@ const webhookPage = 500;
  * are idle. Queries live here rather than in store.ts because nothing else runs them.
  */
 export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log }: Deps) {
-  const enabled = opts.maxRequests > 0 || opts.maxAgeMs > 0;
+  // The limits checked webhook by webhook, on the ones written to since the last pass.
+  const perWebhook = opts.maxRequests > 0 || opts.maxBytes > 0;
+  const enabled = perWebhook || opts.maxAgeMs > 0;
   const touched = new Set<string>();
   let sweepAll = true;
   let timer: NodeJS.Timeout | undefined;
@@ -63,10 +69,11 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
 
   async function byCount(webhookId: string): Promise<void> {
     // The newest row past the limit: it and everything older go. An index-only walk of
-    // (webhook_id, id), at most maxRequests entries long.
+    // (webhook_id, id), at most maxRequests entries long. (Ordered by the uuid column, not by
+    // its text alias `id`, which would sort every row of the webhook instead.)
     const [oldestKept] = await sql<{ id: string }[]>`
       select id::text as id from requests where webhook_id = ${webhookId}
-      order by id desc offset ${opts.maxRequests} limit 1`;
+      order by requests.id desc offset ${opts.maxRequests} limit 1`;
     if (oldestKept === undefined) return;
     await deleteInBatches(
       'max_requests',
@@ -76,13 +83,51 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
     );
   }
 
+  async function byBytes(webhookId: string): Promise<void> {
+    // Walks the webhook's rows newest first, a page at a time down the (webhook_id, id) index,
+    // summing their payload sizes until the budget is passed: that row and everything older go.
+    // The walk is bounded by the budget (and, with maxRequests, by that count), not by the
+    // table. octet_length reads a text's stored length without detoasting the payload.
+    let total = 0;
+    let before: string | undefined;
+    let oldestKept: string | undefined;
+    while (oldestKept === undefined && !closed) {
+      const page = await sql<{ id: string; bytes: number }[]>`
+        select id::text as id, octet_length(payload) as bytes from requests
+        where webhook_id = ${webhookId} ${before === undefined ? sql`` : sql`and id < ${before}::uuid`}
+        order by requests.id desc limit ${sizePage}`;
+      for (const row of page) {
+        total += row.bytes;
+        if (total > opts.maxBytes) {
+          oldestKept = row.id;
+          break;
+        }
+      }
+      if (page.length < sizePage) break;
+      before = page[page.length - 1]!.id;
+    }
+    if (oldestKept === undefined) return;
+    const last = oldestKept;
+    await deleteInBatches(
+      'max_bytes',
+      () => sql`
+        delete from requests where id in (
+          select id from requests where webhook_id = ${webhookId} and id <= ${last}::uuid limit ${opts.batch})`,
+    );
+  }
+
+  async function trim(webhookId: string): Promise<void> {
+    if (opts.maxRequests > 0) await byCount(webhookId);
+    if (opts.maxBytes > 0 && !closed) await byBytes(webhookId);
+  }
+
   async function everyWebhook(): Promise<void> {
     let after = '';
     for (;;) {
       const page = await sql<{ id: string }[]>`select id from webhooks where id > ${after} order by id limit ${webhookPage}`;
       for (const { id } of page) {
         if (closed) return;
-        await byCount(id);
+        await trim(id);
       }
       if (page.length < webhookPage) return;
       after = page[page.length - 1]!.id;
@@ -91,7 +136,7 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
 
   async function pass(): Promise<void> {
     if (opts.maxAgeMs > 0) await byAge();
-    if (opts.maxRequests === 0 || closed) return;
+    if (!perWebhook || closed) return;
     // Taken before the work starts: webhooks written meanwhile are checked by the next pass.
     const all = sweepAll;
     const ids = [...touched];
@@ -100,7 +145,7 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
     let done = 0;
     try {
       if (all) await everyWebhook();
-      else for (; done < ids.length && !closed; done++) await byCount(ids[done]!);
+      else for (; done < ids.length && !closed; done++) await trim(ids[done]!);
     } catch (err) {
       // Nothing is forgotten: what this pass did not finish is the next pass's work.
       if (all) sweepAll = true;
@@ -124,14 +169,14 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
   }
 
   return {
-    /** Starts the first pass after one interval. Does nothing when neither limit is set. */
+    /** Starts the first pass after one interval. Does nothing when no limit is set. */
     start(): void {
       if (enabled && timer === undefined && !closed) schedule();
     },
 
-    /** Notes the webhooks of committed rows, for the count limit of the next pass. */
+    /** Notes the webhooks of committed rows, for the count and byte limits of the next pass. */
     written(rows: readonly PendingRow[]): void {
-      if (opts.maxRequests === 0) return;
+      if (!perWebhook) return;
       for (const row of rows) touched.add(row.webhookId);
       if (touched.size > maxTouched) {
         touched.clear();

@@ -50,6 +50,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     db.sql,
     {
       maxRequests: config.retentionMaxRequests,
+      maxBytes: config.retentionMaxBytes,
       maxAgeMs: config.retentionMaxAgeMs,
       intervalMs: config.retentionIntervalMs,
       batch: config.retentionBatch,
@@ -81,7 +82,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
   registerApi(
     app,
-    { maxApiBodyBytes: config.maxApiBodyBytes, maxPageBytes: config.maxPageBytes, publicUrl },
+    { maxApiBodyBytes: config.maxApiBodyBytes, maxPageBytes: config.maxPageBytes, maxWebhooks: config.maxWebhooks, publicUrl },
     { auth, store, webhooks, log, metrics, reads, onDeleted: realtime.webhookDeleted },
   );
   registerHealth(app, { metrics, log, isDraining, ping: store.ping });

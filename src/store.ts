@@ -59,6 +59,9 @@ export interface Page {
   more: boolean;
 }
 
+/** Serialises webhook creation while a limit is counted ("hooky" + 1; migrations hold "hooky"). */
+const createLockKey = 0x686f6f6b7a;
+
 /** Every query hooky makes. Payloads come back as the JSON text they were stored as. */
 export function createStore(sql: Sql) {
   return {
@@ -69,6 +72,26 @@ export function createStore(sql: Sql) {
         on conflict (id) do nothing
         returning id, created_at, response`;
       return rows[0] ? toWebhook(rows[0]) : false;
+    },
+
+    /**
+     * Inserts a webhook unless `max` exist already: false when the id is taken, 'full' at the
+     * limit. Creations wait for one another on an advisory lock, so concurrent ones (from any
+     * instance) cannot pass the limit together; the count stops at `max` rows.
+     */
+    async createWebhookWithin(max: number, id: string, response: WebhookResponse | null): Promise<Webhook | false | 'full'> {
+      return sql.begin(async (tx) => {
+        await tx`select pg_advisory_xact_lock(${createLockKey})`;
+        const rows = await tx<WebhookRow[]>`
+          insert into webhooks (id, response)
+          select ${id}, ${response === null ? null : sql.json(response)}
+          where (select count(*) from (select 1 from webhooks limit ${max}) as existing) < ${max}
+          on conflict (id) do nothing
+          returning id, created_at, response`;
+        if (rows[0]) return toWebhook(rows[0]);
+        const [taken] = await tx`select 1 from webhooks where id = ${id}`;
+        return taken ? false : 'full';
+      });
     },
 
     async getWebhook(id: string): Promise<Webhook | undefined> {

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import postgres from 'postgres';
-import { testDatabaseUrl } from './support/db.js';
+import { scratchDatabase, testDatabaseUrl } from './support/db.js';
 import { startServer, uniqueId, type TestServer } from './support/server.js';
 
 const test = suite<{ s: TestServer; sql: postgres.Sql }>('REST API', {} as never);
@@ -172,3 +172,38 @@ test('unknown routes answer 404 JSON and wrong methods 405', async (ctx) => {
 });
 
 test.run();
+
+// --- HOOKY_MAX_WEBHOOKS --------------------------------------------------------------------
+
+// The limit counts every webhook in the database: these tests get one of their own.
+const limit = suite<{ s: TestServer; db: Awaited<ReturnType<typeof scratchDatabase>> }>('REST API: HOOKY_MAX_WEBHOOKS', {} as never);
+limit.before(async (ctx) => {
+  ctx.db = await scratchDatabase();
+  ctx.s = await startServer({ DATABASE_URL: ctx.db.url, HOOKY_MAX_WEBHOOKS: '5' });
+});
+limit.after(async (ctx) => {
+  await ctx.s.close();
+  await ctx.db.drop();
+});
+
+limit('concurrent creates stop at the limit: exactly that many get 201, the rest 409 too_many_webhooks; a delete makes room', async (ctx) => {
+  const answers = await Promise.all(Array.from({ length: 12 }, () => post(ctx.s.url)));
+  const bodies = (await Promise.all(answers.map((r) => r.json()))) as { id?: string; error?: string; message?: string }[];
+  assert.is(answers.filter((r) => r.status === 201).length, 5);
+  const refused = bodies.filter((_, i) => answers[i]!.status === 409);
+  assert.is(refused.length, 7);
+  for (const b of refused) {
+    assert.is(b.error, 'too_many_webhooks');
+    assert.match(b.message!, 'HOOKY_MAX_WEBHOOKS');
+  }
+  // A taken id at the limit is still a conflict: the more precise answer.
+  const taken = bodies.find((b) => b.id !== undefined)!.id!;
+  const dup = await post(ctx.s.url, { id: taken });
+  assert.is(dup.status, 409);
+  assert.is(((await dup.json()) as { error: string }).error, 'conflict');
+  assert.is((await fetch(`${ctx.s.url}/api/webhooks/${taken}`, { method: 'DELETE' })).status, 204);
+  assert.is((await post(ctx.s.url, { id: uniqueId('room') })).status, 201);
+  assert.is((await post(ctx.s.url)).status, 409);
+});
+
+limit.run();

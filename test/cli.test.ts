@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import * as assert from 'uvu/assert';
@@ -43,6 +44,10 @@ function hooky(args: string[], env: Record<string, string> = {}) {
   };
 }
 
+/** The promise's value, or a failure once `ms` have passed: a command that should stop but runs on fails the test. */
+const within = <T>(p: Promise<T>, ms: number, what: string) =>
+  Promise.race([p, sleep(ms).then(() => Promise.reject(new Error(`${what}: still running after ${ms} ms`)))]);
+
 /** Runs a command to its end. */
 async function run(args: string[], env: Record<string, string> = {}) {
   const p = hooky(args, env);
@@ -60,6 +65,37 @@ async function newWebhook(base: string, token?: string): Promise<string> {
 const token = 'cli-test-token-0123456789abcdef';
 
 
+
+// --- help and version ----------------------------------------------------------------------------
+
+const usage = withCleanup('hooky --help and --version');
+
+usage('each command has its own --help, exit 0; the global help lists the commands', async () => {
+  const global = await run(['--help']);
+  assert.is(global.code, 0);
+  assert.match(global.stdout, /^Usage: hooky <command>/);
+  for (const command of ['serve', 'create', 'listen']) {
+    for (const flag of ['--help', '-h']) {
+      const r = await run([command, flag]);
+      assert.is(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`^Usage: hooky ${command}\\b`));
+      assert.is.not(r.stdout, global.stdout);
+    }
+  }
+  assert.is((await run(['help', 'listen'])).stdout, (await run(['listen', '--help'])).stdout);
+  const listen = await run(['listen', '--help']);
+  for (const option of ['--forward', '--json', '--since', '--wait', '--url', '--token']) assert.match(listen.stdout, option);
+  assert.match((await run(['create', '--help'])).stdout, '--id');
+});
+
+usage('--version prints the version in package.json', async () => {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  const r = await run(['--version']);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(r.stdout, `hooky ${pkg.version}\n`);
+});
+
+usage.run();
 
 // --- hooky create ------------------------------------------------------------------------------
 
@@ -102,6 +138,7 @@ create('usage errors exit 2 and point to --help; an unreachable server exits 1',
     ['listen', 'ok', '--forward', 'ftp://x'],
     ['listen', 'ok', '--token', 'slash/and=equals'],
     ['serve', '--token', token],
+    ['serve', '--url', 'http://localhost:1'],
   ];
   const results = await Promise.all(cases.map((args) => run(args)));
   results.forEach((r, i) => {
@@ -212,6 +249,7 @@ listen('--forward replays method, path, query, headers and a binary body byte fo
   assert.is(a!.headers.host, `127.0.0.1:${target.port}`);
   assert.is(a!.headers['x-hop'], undefined);
   assert.is(a!.headers['transfer-encoding'], undefined);
+  assert.match(String(a!.headers['x-hooky-forwarded-by']), /^[0-9a-f]{16}$/);
   assert.is(b!.method, 'POST');
   assert.is(b!.url, '/target?src=hooky');
   assert.ok(b!.body.equals(json) && b!.verified);
@@ -305,7 +343,113 @@ listen('with HOOKY_API_TOKEN on the server: the token gets listen in; without it
   assert.match(wrong.stderr, `hooky: ${server.url} did not accept the API token (HTTP 401): check --token or HOOKY_API_TOKEN\n`);
 });
 
+listen('a wrong --url exits 1 at once, saying the first connection failed; with --wait it keeps retrying until the server is up', async (ctx) => {
+  const port = await freePort();
+  const wrong = hooky(['listen', 'some-hook', '--url', `http://127.0.0.1:${port}`]);
+  ctx.cleanup.push(() => wrong.stop());
+  const down = { code: await within(wrong.exited, 8000, 'listen with a wrong --url'), ...wrong.out };
+  assert.is(down.code, 1);
+  assert.match(down.stderr, `hooky: cannot connect to http://127.0.0.1:${port}: `);
+  assert.match(down.stderr, 'pass --wait to keep retrying');
+  assert.not.match(down.stderr, 'reconnecting');
+
+  // The webhook is made through another server on the same database, before this one is up.
+  const other = await startServer();
+  ctx.cleanup.push(() => other.close());
+  const id = await newWebhook(other.url);
+  const p = hooky(['listen', id, '--url', `http://127.0.0.1:${port}`, '--wait']);
+  ctx.cleanup.push(() => p.stop());
+  await p.waitFor('stderr', /reconnecting in/);
+  assert.match(p.out.stderr, 'cannot connect: ');
+  const server = await startServer({ PORT: String(port) });
+  ctx.cleanup.push(() => server.close());
+  await p.waitFor('stderr', new RegExp(`listening for requests to ${id}`), 15_000);
+  assert.is(await p.stop(), 0);
+});
+
+listen('Ctrl-C prints the whole command that goes on from there: --since, --url, --forward and --json, quoted for the shell, never the token', async (ctx) => {
+  const server = await startServer();
+  ctx.cleanup.push(() => server.close());
+  const target = await receiver();
+  ctx.cleanup.push(target.close);
+  const id = await newWebhook(server.url);
+  const forward = `http://127.0.0.1:${target.port}/in?a=1&b=it's`;
+  const p = hooky(['listen', id, '--url', server.url, '--forward', forward, '--json', '--token', token]);
+  ctx.cleanup.push(() => p.stop());
+  await p.waitFor('stderr', /listening for requests to/);
+  const requestId = (JSON.parse((await http('POST', `${server.url}/h/${id}`, 'one')).text) as { id: string }).id;
+  await until(() => target.received.length === 1, () => `the forward; stderr: ${p.out.stderr}`);
+  await p.waitFor('stderr', /→ 401/);
+  assert.is(await p.stop(), 0);
+  const hint = /stopped; to go on from here: (.*)\n/.exec(p.out.stderr)?.[1];
+  assert.ok(hint, p.out.stderr);
+  assert.not.match(hint!, token);
+  assert.match(hint!, / \(and --token again, or HOOKY_API_TOKEN\)$/);
+  // The shell reads the command back as the words of the run, with the new --since.
+  const command = hint!.replace(/ \(and --token .*$/, '');
+  const words = execFileSync('sh', ['-c', `printf '%s\\n' ${command}`], { encoding: 'utf8' }).trimEnd().split('\n');
+  assert.equal(words, ['hooky', 'listen', id, '--since', requestId, '--url', server.url, '--forward', forward, '--json']);
+});
+
+listen('Ctrl-C before any request still prints where to go on: the newest request when the join took effect', async (ctx) => {
+  const server = await startServer();
+  ctx.cleanup.push(() => server.close());
+  const id = await newWebhook(server.url);
+  const requestId = (JSON.parse((await http('POST', `${server.url}/h/${id}`, 'before')).text) as { id: string }).id;
+  const p = hooky(['listen', id, '--url', server.url]);
+  ctx.cleanup.push(() => p.stop());
+  await p.waitFor('stderr', /listening for requests to/);
+  assert.is(await p.stop(), 0);
+  assert.match(p.out.stderr, `stopped; to go on from here: hooky listen ${id} --since ${requestId} --url ${server.url}\n`);
+});
+
 listen.run();
+
+// --- forwarding loops ---------------------------------------------------------------------------
+
+const loops = withCleanup('hooky listen --forward loops');
+
+loops('--forward to the webhook\'s own capture URL, under any loopback name, exits 2 before connecting', async (ctx) => {
+  const server = await startServer();
+  ctx.cleanup.push(() => server.close());
+  const id = await newWebhook(server.url);
+  const port = server.server.port;
+  for (const forward of [`http://127.0.0.1:${port}/h/${id}`, `http://localhost:${port}/h/${id}/sub/path?x=1`]) {
+    const r = await run(['listen', id, '--url', server.url, '--forward', forward]);
+    assert.is(r.code, 2, r.stderr);
+    assert.match(r.stderr, `is the capture URL of ${id} itself: every forwarded request would be captured and forwarded again`);
+  }
+  // Another webhook on the same server, or the same path on another port, is no loop by itself.
+  const other = hooky(['listen', id, '--url', `http://127.0.0.1:${await freePort()}`, '--forward', `http://127.0.0.1:${port}/h/${id}`]);
+  ctx.cleanup.push(() => other.stop());
+  assert.is(await within(other.exited, 8000, 'listen on another port'), 1, other.out.stderr);
+  assert.match(other.out.stderr, 'cannot connect to');
+});
+
+loops('a loop through two listeners (A forwards to B\'s webhook, B forwards back to A\'s) stops A after one round, with a clear message', async (ctx) => {
+  const server = await startServer();
+  ctx.cleanup.push(() => server.close());
+  const [one, two] = [await newWebhook(server.url), await newWebhook(server.url)];
+  const a = hooky(['listen', one, '--url', server.url, '--forward', `${server.url}/h/${two}`]);
+  const b = hooky(['listen', two, '--url', server.url, '--forward', `${server.url}/h/${one}`]);
+  ctx.cleanup.push(() => a.stop(), () => b.stop());
+  await a.waitFor('stderr', /listening for requests to/);
+  await b.waitFor('stderr', /listening for requests to/);
+  assert.is((await http('POST', `${server.url}/h/${one}`, 'once')).status, 200);
+  assert.is(await within(a.exited, 10_000, `listen ${one} in a loop`), 1);
+  assert.match(a.out.stderr, /hooky: forwarding loop: request [0-9a-f-]{36} is one this command forwarded to /);
+  await sleep(500);
+  const count = async (id: string) =>
+    (JSON.parse((await http('GET', `${server.url}/api/webhooks/${id}/requests`)).text) as { requests: { headers: Record<string, string> }[] }).requests;
+  const [onOne, onTwo] = [await count(one), await count(two)];
+  // The original, and its copy back from B; B received one copy from A.
+  assert.is(onOne.length, 2);
+  assert.is(onTwo.length, 1);
+  assert.match(onOne[0]!.headers['x-hooky-forwarded-by']!, /^[0-9a-f]{16}, [0-9a-f]{16}$/);
+  assert.is(await b.stop(), 0);
+});
+
+loops.run();
 
 // --- hooky serve -------------------------------------------------------------------------------
 

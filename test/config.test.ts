@@ -29,6 +29,9 @@ test('limits, security and retention: defaults with their units', () => {
   assert.is(c.retentionMaxAgeMs, 7 * 24 * 3600_000);
   assert.is(c.retentionIntervalMs, 60_000);
   assert.is(c.retentionBatch, 1000);
+  assert.is(c.retentionMaxBytes, 1024 * 1024 * 1024);
+  assert.is(c.maxWebhooks, 100_000);
+  assert.is(loadConfig({ HOOKY_MAX_WEBHOOKS: '0', HOOKY_RETENTION_MAX_BYTES: '0' }).maxWebhooks, 0);
 });
 
 test('the API token and allowed origins are checked and normalised', () => {

@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { createWebhook, startServer, uniqueId, type TestServer } from './support/server.js';
 import { eventually, metric } from './support/observe.js';
 import { joined, openClient, type TestClient } from './support/ws.js';
+import { hardPayloadCeiling } from '../src/realtime.js';
 
 const capture = (base: string, id: string, init: RequestInit & { path?: string } = {}) =>
   fetch(`${base}/h/${id}${init.path ?? ''}`, { method: 'POST', body: 'x', ...init });
@@ -440,6 +441,21 @@ protocol('a frame over the maximum payload closes the connection with 1009', asy
   c.send(JSON.stringify({ event: 'ping', data: 'x'.repeat(2000) }));
   const { code } = await c.closed;
   assert.is(code, 1009);
+});
+
+protocol('a frame just under uWS\'s ceiling still gets 1009; one over it is cut without a close frame (1006), as documented, and the server goes on', async (ctx) => {
+  // HOOKY_MAX_WS_PAYLOAD=1024 here: the ceiling is max(4 × 1 KiB, 1 MiB) = 1 MiB.
+  const under = await openClient(ctx.s.wsUrl);
+  await under.next('connected');
+  under.ws.send('x'.repeat(hardPayloadCeiling(1024)));
+  assert.is((await under.closed).code, 1009);
+  const over = await openClient(ctx.s.wsUrl);
+  await over.next('connected');
+  over.ws.send('x'.repeat(hardPayloadCeiling(1024) + 1));
+  assert.is((await over.closed).code, 1006);
+  const next = await openClient(ctx.s.wsUrl);
+  ctx.clients.push(next);
+  await next.next('connected');
 });
 
 protocol('a deleted webhook: its room gets WEBHOOK_DELETED and is emptied', async (ctx) => {

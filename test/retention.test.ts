@@ -69,6 +69,52 @@ job('keeps the newest HOOKY_RETENTION_MAX_REQUESTS requests of each webhook', as
   }
 });
 
+/** `n` rows of exactly `bytes` bytes of payload each, made `ageMs` ago; their ids, oldest first. */
+async function seedSized(sql: postgres.Sql, webhookId: string, n: number, bytes: number, ageMs: number): Promise<string[]> {
+  const t = Date.now() - ageMs;
+  const rowIds = Array.from({ length: n }, (_, i) => uuidV7(t + i));
+  const payload = `{"p":"${'x'.repeat(bytes - 8)}"}`;
+  assert.is(Buffer.byteLength(payload), bytes);
+  await sql`insert into requests (id, webhook_id, payload) select id, ${webhookId}, ${payload} from unnest(${rowIds}::uuid[]) as t (id)`;
+  return rowIds;
+}
+
+job('keeps the newest HOOKY_RETENTION_MAX_BYTES of stored payload per webhook, deleting the oldest first in batches', async (ctx) => {
+  const s = await startServer({
+    DATABASE_URL: ctx.db.url,
+    HOOKY_RETENTION_MAX_REQUESTS: '0',
+    HOOKY_RETENTION_MAX_AGE_HOURS: '0',
+    HOOKY_RETENTION_MAX_BYTES: '35000',
+    HOOKY_RETENTION_INTERVAL_MS: '50',
+    HOOKY_RETENTION_BATCH: '2',
+  });
+  try {
+    const big = await createWebhook(s.url);
+    const small = await createWebhook(s.url);
+    // 10 × 10,000 bytes, then one capture of a few hundred bytes, which marks the webhook as
+    // written to (rows seeded straight into the table are only seen by the first pass): the
+    // capture and the newest three seeded (about 30,500 bytes) fit the budget, a fourth does not.
+    const seeded = await seedSized(ctx.sql, big.id, 10, 10_000, 60_000);
+    await seedSized(ctx.sql, small.id, 3, 10_000, 60_000);
+    const capture = async (id: string, body: string) =>
+      ((await (await fetch(`${s.url}/h/${id}`, { method: 'POST', body })).json()) as { id: string }).id;
+    const fresh = await capture(big.id, 'small');
+    await capture(small.id, 'small');
+    await eventually(async () => (await idsOf(ctx.sql, big.id)).length === 4, 5000, 'trimmed to 4');
+    assert.equal(await idsOf(ctx.sql, big.id), [...seeded.slice(-3), fresh], 'the newest are kept');
+    assert.is((await idsOf(ctx.sql, small.id)).length, 4, 'a webhook within its budget is left alone');
+    assert.is(await metric(s.url, 'hooky_retention_deleted_total{rule="max_bytes"}'), 7);
+
+    // Later captures are trimmed by later passes. A capture whose payload alone passes the
+    // budget cannot be kept within it: it goes, with the four older ones.
+    assert.match(await capture(big.id, 'y'.repeat(40_000)), /^[0-9a-f-]{36}$/);
+    await eventually(async () => (await idsOf(ctx.sql, big.id)).length === 0, 5000, 'over budget on its own');
+    assert.is(await metric(s.url, 'hooky_retention_deleted_total{rule="max_bytes"}'), 12);
+  } finally {
+    await s.close();
+  }
+});
+
 job('deletes the requests older than HOOKY_RETENTION_MAX_AGE_HOURS; newer ones stay', async (ctx) => {
   const s = await startServer({
     DATABASE_URL: ctx.db.url,

@@ -21,6 +21,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Tes
     // Off unless a test turns it on: on a shared database it would delete other runs' rows.
     HOOKY_RETENTION_MAX_REQUESTS: '0',
     HOOKY_RETENTION_MAX_AGE_HOURS: '0',
+    HOOKY_RETENTION_MAX_BYTES: '0',
     ...env,
   });
   const server = await createServer(config, createLogger(process.env.HOOKY_TEST_LOG === '1' ? 'debug' : 'silent'));
