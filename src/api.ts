@@ -28,7 +28,7 @@ const CreateSchema = v.strictObject({
   response: v.optional(ResponseSchema),
 });
 
-const ListQuerySchema = v.object({
+export const ListQuerySchema = v.object({
   limit: v.pipe(
     v.optional(v.string(), '50'),
     v.regex(/^\d{1,4}$/, 'limit must be a whole number from 1 to 1000'),
@@ -43,7 +43,7 @@ const ListQuerySchema = v.object({
  * An async handler over one exchange: an HttpError becomes its status and code, anything else is
  * a bug or broken infrastructure, logged once and answered 500 (503 when Postgres is unreachable).
  */
-function handler(log: Logger, fn: (ex: Exchange, req: HttpRequest) => Promise<void> | void) {
+export function handler(log: Logger, fn: (ex: Exchange, req: HttpRequest) => Promise<void> | void) {
   return (res: HttpResponse, req: HttpRequest) => {
     const ex = exchange(res);
     const fail = (err: unknown) => {
@@ -65,7 +65,7 @@ function isConnectionError(err: unknown): boolean {
   return typeof code === 'string' && /^(ECONN|ENOTFOUND|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_|57P0)/.test(code);
 }
 
-const methodNotAllowed = (allow: string) => (res: HttpResponse) =>
+export const methodNotAllowed = (allow: string) => (res: HttpResponse) =>
   sendError({ res, done: false }, new HttpError('method_not_allowed', `Allowed: ${allow}`, { allow }));
 
 // RFC 9110 §11.6.1: a 401 names the scheme the client should use.
@@ -78,7 +78,7 @@ type Route = (res: HttpResponse, req: HttpRequest) => void;
  * With HOOKY_API_TOKEN set, every /api route (unknown ones too, so they reveal nothing) answers
  * 401 before it reads a byte of the body or touches Postgres.
  */
-function guarded(auth: Auth, app: TemplatedApp) {
+export function guarded(auth: Auth, app: TemplatedApp) {
   const guard = (route: Route): Route =>
     !auth.required
       ? route
@@ -141,7 +141,7 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
     sendJson(ex, 201, body201, { location: `/api/webhooks/${id}` });
   }
 
-  app.any('/api/webhooks', methodNotAllowed('POST'));
+  app.any('/api/webhooks', methodNotAllowed('GET, POST'));
 
   app.get(
     '/api/webhooks/:id',
@@ -179,7 +179,7 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
     }),
   );
 
-  app.any('/api/webhooks/:id/requests', methodNotAllowed('GET'));
+  app.any('/api/webhooks/:id/requests', methodNotAllowed('GET, DELETE'));
 
   app.get(
     '/api/webhooks/:id/requests/:requestId',
@@ -193,11 +193,11 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
     }),
   );
 
-  app.any('/api/webhooks/:id/requests/:requestId', methodNotAllowed('GET'));
+  app.any('/api/webhooks/:id/requests/:requestId', methodNotAllowed('GET, DELETE'));
 
   app.any('/api/*', (res) => sendError({ res, done: false }, notFound('Route')));
 }
 
-function issuesOf(issues: readonly v.BaseIssue<unknown>[]) {
+export function issuesOf(issues: readonly v.BaseIssue<unknown>[]) {
   return issues.map((i) => ({ path: v.getDotPath(i), message: i.message }));
 }

@@ -6,6 +6,7 @@ import { openDatabase } from './db/connect.js';
 import { migrate } from './db/migrate.js';
 import { HttpError } from './errors.js';
 import { registerHealth } from './health.js';
+import { registerListing } from './listing.js';
 import { sendError } from './http.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
@@ -77,6 +78,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   const publicUrl = () => config.publicUrl ?? `http://localhost:${port}`;
   registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
   registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { auth, store, webhooks, log, onDeleted: realtime.webhookDeleted });
+  registerListing(app, { publicUrl }, { auth, sql: db.sql, log });
   registerHealth(app, { metrics, isDraining, ping: store.ping });
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
 

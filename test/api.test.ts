@@ -162,7 +162,7 @@ test('unknown routes answer 404 JSON and wrong methods 405', async (ctx) => {
   assert.is(r1.status, 404);
   assert.is(((await r1.json()) as { error: string }).error, 'not_found');
   assert.is((await fetch(`${ctx.s.url}/api/nothing`)).status, 404);
-  const r2 = await fetch(`${ctx.s.url}/api/webhooks`, { method: 'GET' });
+  const r2 = await fetch(`${ctx.s.url}/api/webhooks`, { method: 'PUT' });
   assert.is(r2.status, 405);
   assert.is(((await r2.json()) as { error: string }).error, 'method_not_allowed');
   assert.is((await fetch(`${ctx.s.url}/api/webhooks/x`, { method: 'PUT' })).status, 405);
