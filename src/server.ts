@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import { openDatabase } from './db/connect.js';
 import { migrate } from './db/migrate.js';
 import { HttpError } from './errors.js';
+import { registerDeletion } from './deletion.js';
 import { registerHealth } from './health.js';
 import { registerListing } from './listing.js';
 import { sendError } from './http.js';
@@ -78,6 +79,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   const publicUrl = () => config.publicUrl ?? `http://localhost:${port}`;
   registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
   registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { auth, store, webhooks, log, onDeleted: realtime.webhookDeleted });
+  registerDeletion(app, { batch: config.retentionBatch }, { auth, sql: db.sql, webhooks, log });
   registerListing(app, { publicUrl }, { auth, sql: db.sql, log });
   registerHealth(app, { metrics, isDraining, ping: store.ping });
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
