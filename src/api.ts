@@ -5,6 +5,7 @@ import { errorBody, exchange, readBody, send, sendEmpty, sendError, sendJson, ty
 import { newWebhookId } from './ids.js';
 import type { Logger } from './log.js';
 import { RequestIdSchema, WebhookIdSchema, requestIdPattern, webhookIdPattern } from './protocol.js';
+import type { Search } from './search.js';
 import { ResponseSchema, type Store, type Webhook } from './store.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.js';
 import type { WebhookCache } from './webhooks.js';
@@ -21,6 +22,7 @@ interface Deps {
   webhooks: WebhookCache;
   log: Logger;
   onDeleted: (webhookId: string) => void;
+  search: Search;
 }
 
 const CreateSchema = v.strictObject({
@@ -172,8 +174,11 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
         before: req.getQuery('before') || undefined,
       });
       if (!query.success) throw new HttpError('invalid_request', v.summarize(query.issues), { issues: issuesOf(query.issues) });
+      const filter = deps.search.parse(req.getQuery() ?? '');
       await existing(id);
-      const page = await store.listRequests(id, query.output.limit, query.output.before);
+      const page = filter
+        ? await deps.search.page(id, filter, query.output.limit, query.output.before)
+        : await store.listRequests(id, query.output.limit, query.output.before);
       // Payloads are stored as JSON text and sent as they are, never parsed and re-serialised.
       send(ex, 200, `{"requests":[${page.json.join(',')}],"next":${JSON.stringify(page.next)}}`);
     }),

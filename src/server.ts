@@ -13,6 +13,7 @@ import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { createRealtime } from './realtime.js';
 import { createRetention } from './retention.js';
+import { createSearch } from './search.js';
 import { createStore } from './store.js';
 import { uws, type us_listen_socket } from './uws.js';
 import { createWebhookCache } from './webhooks.js';
@@ -77,8 +78,9 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   );
   let port = 0;
   const publicUrl = () => config.publicUrl ?? `http://localhost:${port}`;
+  const search = createSearch(db.sql, { scanRows: config.searchScanRows });
   registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
-  registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { auth, store, webhooks, log, onDeleted: realtime.webhookDeleted });
+  registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { auth, store, webhooks, log, onDeleted: realtime.webhookDeleted, search });
   registerDeletion(app, { batch: config.retentionBatch }, { auth, sql: db.sql, webhooks, log });
   registerListing(app, { publicUrl }, { auth, sql: db.sql, log });
   registerHealth(app, { metrics, isDraining, ping: store.ping });
