@@ -12,6 +12,7 @@ import { sendError } from './http.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { createRealtime } from './realtime.js';
+import { registerResend } from './resend.js';
 import { createRetention } from './retention.js';
 import { createSearch } from './search.js';
 import { createStore } from './store.js';
@@ -82,6 +83,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
   registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { auth, store, webhooks, log, onDeleted: realtime.webhookDeleted, search });
   registerDeletion(app, { batch: config.retentionBatch }, { auth, sql: db.sql, webhooks, log });
+  registerResend(app, { allow: config.resendAllow, timeoutMs: config.resendTimeoutMs, maxApiBodyBytes: config.maxApiBodyBytes }, { auth, store, webhooks, log });
   registerListing(app, { publicUrl }, { auth, sql: db.sql, log });
   registerHealth(app, { metrics, isDraining, ping: store.ping });
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
