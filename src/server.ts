@@ -6,6 +6,7 @@ import { openDatabase } from './db/connect.js';
 import { migrate } from './db/migrate.js';
 import { HttpError } from './errors.js';
 import { registerDeletion } from './deletion.js';
+import { registerExport } from './export.js';
 import { registerHealth } from './health.js';
 import { registerListing } from './listing.js';
 import { sendError } from './http.js';
@@ -84,6 +85,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { auth, store, webhooks, log, onDeleted: realtime.webhookDeleted, search });
   registerDeletion(app, { batch: config.retentionBatch }, { auth, sql: db.sql, webhooks, log });
   registerResend(app, { allow: config.resendAllow, timeoutMs: config.resendTimeoutMs, maxApiBodyBytes: config.maxApiBodyBytes }, { auth, store, webhooks, log });
+  registerExport(app, { publicUrl }, { auth, sql: db.sql, webhooks, log });
   registerListing(app, { publicUrl }, { auth, sql: db.sql, log });
   registerHealth(app, { metrics, isDraining, ping: store.ping });
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
