@@ -50,18 +50,24 @@ export function registerExport(uwsApp: TemplatedApp, opts: ExportOptions, { auth
   const route = '/api/webhooks/:id/export';
 
   app.get(route, (res, req) => {
-    // Wakes a write waiting for onWritable when the client goes away, so the export ends.
-    let wake: (() => void) | undefined;
-    const ex = exchange(res, () => wake?.());
+    // The write waiting for the socket to drain, woken by onWritable or by the client leaving.
+    let waiting: (() => void) | undefined;
+    const wake = () => {
+      const w = waiting;
+      waiting = undefined;
+      w?.();
+    };
+    const ex = exchange(res, wake);
     const id = req.getParameter(0) ?? '';
     const query = v.safeParse(QuerySchema, { format: req.getQuery('format') || undefined });
     const stream = { started: false };
-    const writable = () =>
-      new Promise<void>((resolve) => {
-        wake = resolve;
-        // Returning true: nothing of ours is left to write here; the next write drains uWS's buffer.
-        res.onWritable(() => (resolve(), true));
-      });
+    // One handler for the whole response. uWS puts back the handler it called after the call,
+    // over any registered meanwhile, and a write woken by it may well register the next one
+    // within that call (promise continuations run before uWS regains control): a handler per
+    // wait would be lost and the export would stall. Returning true: nothing of ours is left to
+    // write here; the next write drains what uWS holds.
+    res.onWritable(() => (wake(), true));
+    const writable = () => new Promise<void>((resolve) => (waiting = resolve));
 
     const run = async () => {
       if (!query.success) throw new HttpError('invalid_request', v.summarize(query.issues));

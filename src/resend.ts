@@ -74,7 +74,11 @@ export function registerResend(uwsApp: TemplatedApp, opts: ResendOptions, { auth
     handler(log, (ex, req) => {
       const id = req.getParameter(0) ?? '';
       const requestId = req.getParameter(1) ?? '';
+      // A cross-site page may send a "simple" POST (text/plain, no preflight) without asking;
+      // insisting on JSON makes a browser ask first, and hooky answers no preflight.
+      const json = /^application\/json\s*(;|$)/i.test(req.getHeader('content-type'));
       readBody(ex, req.getHeader('content-length'), opts.maxApiBodyBytes, (body) => {
+        if (!json && allowed.size > 0) return sendError(ex, new HttpError('invalid_request', 'Send the body as Content-Type: application/json'));
         resend(ex, id, requestId, body).catch((err: unknown) => {
           if (err instanceof HttpError) return sendError(ex, err);
           log.error('resend failed', { err });

@@ -68,7 +68,11 @@ async function captured(s: TestServer, path: string, body: Buffer | string, head
   return { webhookId: w.id, requestId: (JSON.parse(res.text) as { id: string }).id };
 }
 const resend = (s: TestServer, c: { webhookId: string; requestId: string }, body: unknown, headers: Record<string, string> = {}) =>
-  fetch(`${s.url}/api/webhooks/${c.webhookId}/requests/${c.requestId}/resend`, { method: 'POST', headers, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  fetch(`${s.url}/api/webhooks/${c.webhookId}/requests/${c.requestId}/resend`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
 
 test('resend sends method, sub-path, query, headers less hop-by-hop and the exact body bytes, and answers what came back', async (ctx) => {
   const bytes = Buffer.from([0x00, 0xff, 0x10, 0x80, 0x7f, 0xc3]);
@@ -177,6 +181,16 @@ test('resend answers 400 on a bad body and 404 for an unknown request', async (c
   assert.is((await resend(ctx.s, unknown, { url: ctx.ok.origin })).status, 404);
   assert.is((await resend(ctx.s, { webhookId: 'nope-nope', requestId: c.requestId }, { url: ctx.ok.origin })).status, 404);
   assert.is((await fetch(`${ctx.s.url}/api/webhooks/${c.webhookId}/requests/${c.requestId}/resend`)).status, 405);
+  // text/plain is what a cross-site form or a no-preflight fetch can send.
+  const before = ctx.ok.received.length;
+  const plain = await fetch(`${ctx.s.url}/api/webhooks/${c.webhookId}/requests/${c.requestId}/resend`, {
+    method: 'POST',
+    headers: { 'content-type': 'text/plain' },
+    body: JSON.stringify({ url: ctx.ok.origin }),
+  });
+  assert.is(plain.status, 400);
+  assert.match(((await plain.json()) as { message: string }).message, /application\/json/);
+  assert.is(ctx.ok.received.length, before);
 });
 
 test('resend needs the API token when one is set', async (ctx) => {
