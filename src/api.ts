@@ -7,6 +7,7 @@ import { newWebhookId } from './ids.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { CreateWebhookSchema, RequestIdSchema, requestIdPattern, webhookIdPattern } from './protocol.js';
+import type { Search } from './search.js';
 import type { Store, Webhook } from './store.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.js';
 import type { WebhookCache } from './webhooks.js';
@@ -30,9 +31,10 @@ interface Deps {
   /** Payload bytes held for listings and replays, server-wide (HOOKY_MAX_READ_BYTES). */
   reads: Budget;
   onDeleted: (webhookId: string) => void;
+  search: Search;
 }
 
-const ListQuerySchema = v.object({
+export const ListQuerySchema = v.object({
   limit: v.pipe(
     v.optional(v.string(), '50'),
     v.regex(/^\d{1,4}$/, 'limit must be a whole number from 1 to 1000'),
@@ -47,7 +49,7 @@ const ListQuerySchema = v.object({
  * An async handler over one exchange: an HttpError becomes its status and code, anything else is
  * a bug or broken infrastructure, logged once and answered 500 (503 when Postgres is unreachable).
  */
-function handler(log: Logger, fn: (ex: Exchange, req: HttpRequest) => Promise<void> | void) {
+export function handler(log: Logger, fn: (ex: Exchange, req: HttpRequest) => Promise<void> | void) {
   return (res: HttpResponse, req: HttpRequest) => {
     const ex = exchange(res);
     const fail = (err: unknown) => {
@@ -64,13 +66,13 @@ function handler(log: Logger, fn: (ex: Exchange, req: HttpRequest) => Promise<vo
   };
 }
 
-function isConnectionError(err: unknown): boolean {
+export function isConnectionError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && /^(ECONN|ENOTFOUND|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_|57P0)/.test(code);
 }
 
 // RFC 9110 §15.5.6: a 405 lists the methods the route has in `Allow`.
-const methodNotAllowed = (allow: string) => {
+export const methodNotAllowed = (allow: string) => {
   const body = errorBody('method_not_allowed', `Allowed: ${allow}`, { allow });
   const headers: Headers = { 'content-type': 'application/json', allow };
   return (res: HttpResponse) => send({ res, done: false }, 405, body, headers);
@@ -86,7 +88,7 @@ type Route = (res: HttpResponse, req: HttpRequest) => void;
  * With HOOKY_API_TOKEN set, every /api route (unknown ones too, so they reveal nothing) answers
  * 401 before it reads a byte of the body or touches Postgres.
  */
-function guarded(auth: Auth, app: TemplatedApp) {
+export function guarded(auth: Auth, app: TemplatedApp) {
   const guard = (route: Route): Route =>
     !auth.required
       ? route
@@ -153,7 +155,7 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
     sendJson(ex, 201, body201, { location: `/api/webhooks/${id}` });
   }
 
-  app.any('/api/webhooks', methodNotAllowed('POST'));
+  app.any('/api/webhooks', methodNotAllowed('GET, POST'));
 
   app.get(
     '/api/webhooks/:id',
@@ -200,16 +202,21 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
         before: req.getQuery('before') || undefined,
       });
       if (!query.success) throw new HttpError('invalid_request', v.summarize(query.issues), { issues: issuesOf(query.issues) });
+      const filter = deps.search.parse(req.getQuery() ?? '');
       await existing(id);
       // A page ends at `limit` rows or `maxPageBytes` of payload, whichever comes first: its
       // bytes are held from the budget before a payload is fetched.
-      const page = await store.pageOf(id, 'newest', query.output.before, query.output.limit, opts.maxPageBytes);
+      let page: { ids: string[]; bytes: number; next: string | null };
+      if (filter) page = await deps.search.page(id, filter, query.output.limit, query.output.before, opts.maxPageBytes);
+      else {
+        const p = await store.pageOf(id, 'newest', query.output.before, query.output.limit, opts.maxPageBytes);
+        page = { ids: p.ids, bytes: p.bytes, next: p.more ? p.ids[p.ids.length - 1]! : null };
+      }
       if (ex.done) return;
       const hold = held(page.bytes);
       try {
         const json = await store.payloadsOf(id, page.ids, 'newest');
-        const next = page.more ? page.ids[page.ids.length - 1]! : null;
-        sendHeld(ex, pageBody(json, next), hold);
+        sendHeld(ex, pageBody(json, page.next), hold);
       } catch (err) {
         hold.release();
         throw err;
@@ -217,7 +224,7 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
     }),
   );
 
-  app.any('/api/webhooks/:id/requests', methodNotAllowed('GET'));
+  app.any('/api/webhooks/:id/requests', methodNotAllowed('GET, DELETE'));
 
   app.get(
     '/api/webhooks/:id/requests/:requestId',
@@ -240,7 +247,7 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
     }),
   );
 
-  app.any('/api/webhooks/:id/requests/:requestId', methodNotAllowed('GET'));
+  app.any('/api/webhooks/:id/requests/:requestId', methodNotAllowed('GET, DELETE'));
 
   app.any('/api/*', (res) => sendError({ res, done: false }, notFound('Route')));
 }
@@ -267,6 +274,6 @@ function pageBody(json: readonly string[], next: string | null): Buffer {
   return buf;
 }
 
-function issuesOf(issues: readonly v.BaseIssue<unknown>[]) {
+export function issuesOf(issues: readonly v.BaseIssue<unknown>[]) {
   return issues.map((i) => ({ path: v.getDotPath(i), message: i.message }));
 }

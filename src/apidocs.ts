@@ -23,6 +23,9 @@ const schemas = {
   CreateWebhook: p.CreateWebhookSchema,
   Webhook: p.WebhookSchema,
   RequestPage: p.RequestPageSchema,
+  WebhookList: p.WebhookListSchema,
+  ResendBody: p.ResendBodySchema,
+  ResendResult: p.ResendResultSchema,
   CaptureAck: p.CaptureAckSchema,
   Error: p.ErrorBodySchema,
   Health: p.HealthSchema,
@@ -99,7 +102,7 @@ function captureOperations(suffix: string, parameters: Json[]): Json {
         responses: {
           '200': { description: 'Stored (the default answer)', ...jsonBody(ref('CaptureAck')) },
           default: { description: "Stored, answered with the webhook's configured `response` (status, headers, body, after delayMs)" },
-          ...errors('not_found', 'payload_too_large', 'too_many_headers', 'headers_too_large', 'internal', 'storage_unavailable', 'draining', 'overloaded'),
+          ...errors('invalid_request', 'not_found', 'payload_too_large', 'too_many_headers', 'headers_too_large', 'internal', 'storage_unavailable', 'draining', 'overloaded'),
         },
       },
     ]),
@@ -128,7 +131,18 @@ export function openApi(): Json {
     ],
     paths: {
       '/api/webhooks': {
-        description: notAllowed('POST'),
+        description: notAllowed('GET, POST'),
+        get: {
+          operationId: 'listWebhooks',
+          tags: ['webhooks'],
+          summary: 'Lists webhooks, newest first',
+          ...guarded,
+          parameters: [
+            { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } },
+            { name: 'before', in: 'query', required: false, description: "The previous page's `next`", schema: { type: 'string' } },
+          ],
+          responses: { '200': { description: 'One page', ...jsonBody(ref('WebhookList')) }, ...errors('invalid_request', ...apiFailures) },
+        },
         post: {
           operationId: 'createWebhook',
           tags: ['webhooks'],
@@ -141,7 +155,7 @@ export function openApi(): Json {
               headers: { Location: { description: '`/api/webhooks/<id>`', schema: { type: 'string' } } },
               ...jsonBody(ref('Webhook')),
             },
-            ...errors('invalid_request', 'conflict', 'payload_too_large', ...apiFailures),
+            ...errors('invalid_request', 'conflict', 'too_many_webhooks', 'payload_too_large', ...apiFailures),
           },
         },
       },
@@ -165,29 +179,89 @@ export function openApi(): Json {
         },
       },
       '/api/webhooks/{id}/requests': {
-        description: notAllowed('GET'),
+        description: notAllowed('GET, DELETE'),
         parameters: [webhookId],
         get: {
           operationId: 'listRequests',
           tags: ['webhooks'],
-          summary: "Lists a webhook's captured requests, newest first",
+          summary: "Lists a webhook's captured requests, newest first, optionally filtered",
+          description:
+            'A page ends at `limit` requests or once its payloads reach HOOKY_MAX_PAGE_BYTES (one request at least). ' +
+            'With a filter, a page examines at most HOOKY_SEARCH_SCAN_ROWS requests, so it may be short or empty with a `next`: follow `next` until it is null.',
           ...guarded,
           parameters: [
             { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } },
             { name: 'before', in: 'query', required: false, description: 'A request id: only older requests (the previous page\'s `next`)', schema: { type: 'string', pattern: p.requestIdPattern.source } },
+            { name: 'method', in: 'query', required: false, description: 'Filter: the HTTP method, exactly (case-insensitive)', schema: { type: 'string' } },
+            { name: 'path', in: 'query', required: false, description: 'Filter: a substring of the sub-path (case-insensitive)', schema: { type: 'string' } },
+            { name: 'header', in: 'query', required: false, description: 'Filter: `name`, or `name:value` with a substring of the value (case-insensitive)', schema: { type: 'string' } },
+            { name: 'q', in: 'query', required: false, description: 'Filter: text in the body (case-insensitive; base64 bodies byte-exact)', schema: { type: 'string' } },
           ],
-          responses: { '200': { description: 'One page', ...jsonBody(ref('RequestPage')) }, ...errors('invalid_request', 'not_found', ...apiFailures) },
+          responses: { '200': { description: 'One page', ...jsonBody(ref('RequestPage')) }, ...errors('invalid_request', 'not_found', 'overloaded', ...apiFailures) },
+        },
+        delete: {
+          operationId: 'deleteRequests',
+          tags: ['webhooks'],
+          summary: 'Deletes every request captured up to the call (the webhook stays)',
+          ...guarded,
+          responses: { '204': { description: 'Deleted' }, ...errors('not_found', ...apiFailures) },
         },
       },
       '/api/webhooks/{id}/requests/{requestId}': {
-        description: notAllowed('GET'),
+        description: notAllowed('GET, DELETE'),
         parameters: [webhookId, requestId],
         get: {
           operationId: 'getRequest',
           tags: ['webhooks'],
           summary: 'Reads one captured request',
           ...guarded,
-          responses: { '200': { description: 'The captured request', ...jsonBody(ref('CapturedRequest')) }, ...errors('not_found', ...apiFailures) },
+          responses: { '200': { description: 'The captured request', ...jsonBody(ref('CapturedRequest')) }, ...errors('not_found', 'overloaded', ...apiFailures) },
+        },
+        delete: {
+          operationId: 'deleteRequest',
+          tags: ['webhooks'],
+          summary: 'Deletes one captured request',
+          ...guarded,
+          responses: { '204': { description: 'Deleted' }, ...errors('not_found', ...apiFailures) },
+        },
+      },
+      '/api/webhooks/{id}/requests/{requestId}/resend': {
+        description: notAllowed('POST'),
+        parameters: [webhookId, requestId],
+        post: {
+          operationId: 'resendRequest',
+          tags: ['webhooks'],
+          summary: 'Sends the stored request from the server to a target, exactly as captured',
+          description:
+            'Method, sub-path and query appended to `url`, headers less hop-by-hop, the exact body bytes. Off unless HOOKY_RESEND_ALLOW lists the target origin; redirects are not followed. ' +
+            'The body must be sent as `Content-Type: application/json`.',
+          ...guarded,
+          requestBody: { required: true, ...jsonBody(ref('ResendBody')) },
+          responses: {
+            '200': { description: 'What the target answered', ...jsonBody(ref('ResendResult')) },
+            ...errors('invalid_request', 'resend_disabled', 'forbidden_target', 'not_found', 'payload_too_large', 'target_unreachable', 'target_timeout', ...apiFailures),
+          },
+        },
+      },
+      '/api/webhooks/{id}/export': {
+        description: notAllowed('GET'),
+        parameters: [webhookId],
+        get: {
+          operationId: 'exportRequests',
+          tags: ['webhooks'],
+          summary: "Every request of a webhook, oldest first, streamed as an attachment",
+          ...guarded,
+          parameters: [{ name: 'format', in: 'query', required: false, schema: { type: 'string', enum: ['ndjson', 'har'], default: 'ndjson' } }],
+          responses: {
+            '200': {
+              description: 'NDJSON (one captured request per line) or HAR 1.2',
+              content: {
+                'application/x-ndjson; charset=utf-8': { schema: { type: 'string' } },
+                'application/json; charset=utf-8': { schema: { type: 'object', description: 'HAR 1.2' } },
+              },
+            },
+            ...errors('invalid_request', 'not_found', ...apiFailures),
+          },
         },
       },
       '/h/{id}': { parameters: [webhookId], ...captureOperations('', []) },

@@ -32,7 +32,7 @@ interface Deps {
 }
 
 const okHeaders: Headers = { 'content-type': 'application/json' };
-const customDefaultType = 'text/plain; charset=utf-8';
+export const customDefaultType = 'text/plain; charset=utf-8';
 
 /**
  * `ANY /h/:id` and `ANY /h/:id/*`: read the body (limit enforced while it streams), build the

@@ -110,6 +110,9 @@ export const EnvSchema = v.object({
   HOOKY_PG_POOL_SIZE: int(10, 2, 200), // connections to PostgreSQL
   HOOKY_SHUTDOWN_TIMEOUT_MS: int(10_000, 0, 600_000), // longest wait for in-flight work on SIGTERM
   HOOKY_SETTLE_TIMEOUT_MS: int(5_000, 0, 600_000), // how long to find out whether a batch cut off mid-commit was stored
+  HOOKY_SEARCH_SCAN_ROWS: int(10_000, 100, 1_000_000), // requests one filtered page of GET /api/webhooks/:id/requests examines
+  HOOKY_RESEND_ALLOW: origins, // target origins resend may reach, e.g. http://localhost:4000; unset: resend is off
+  HOOKY_RESEND_TIMEOUT_MS: int(10_000, 100, 120_000), // longest a resend waits for the target's answer (10 s)
   HOOKY_BENCH_NOOP: bool(false), // benchmarks only: ANY /bench/noop reads the body and answers 200, storing nothing
 });
 
@@ -163,6 +166,10 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly settleTimeoutMs: number;
   readonly benchNoop: boolean;
+  readonly searchScanRows: number;
+  /** Lower-case origins resend may send to; undefined: resend is off. */
+  readonly resendAllow: readonly string[] | undefined;
+  readonly resendTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -229,5 +236,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownTimeoutMs: e.HOOKY_SHUTDOWN_TIMEOUT_MS,
     settleTimeoutMs: e.HOOKY_SETTLE_TIMEOUT_MS,
     benchNoop: e.HOOKY_BENCH_NOOP,
+    searchScanRows: e.HOOKY_SEARCH_SCAN_ROWS,
+    resendAllow: e.HOOKY_RESEND_ALLOW && Object.freeze(e.HOOKY_RESEND_ALLOW),
+    resendTimeoutMs: e.HOOKY_RESEND_TIMEOUT_MS,
   });
 }

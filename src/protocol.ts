@@ -203,6 +203,30 @@ export const RequestPageSchema = v.object({
   next: v.nullable(v.string()),
 });
 
+/** `GET /api/webhooks`: newest first, each with how many requests it holds (counted up to 10,000). */
+export const WebhookListSchema = v.object({
+  webhooks: v.array(v.object({ ...WebhookSchema.entries, requestCount: v.number(), requestCountCapped: v.boolean() })),
+  /** The `before` of the next page (an opaque cursor), or null. */
+  next: v.nullable(v.string()),
+});
+
+/** `POST /api/webhooks/:id/requests/:requestId/resend`: where to send the stored request. */
+export const ResendBodySchema = v.object({ url: v.string() });
+
+/** What the resend target answered: status, headers, a bounded excerpt of its body, the time taken. */
+export const ResendResultSchema = v.object({
+  url: v.string(),
+  status: v.number(),
+  statusText: v.string(),
+  headers: v.record(v.string(), v.string()),
+  /** At most 64 KiB of the answer's body; null when it had none. */
+  body: v.nullable(v.string()),
+  bodyEncoding: v.picklist(['utf8', 'base64']),
+  size: v.number(),
+  truncated: v.boolean(),
+  durationMs: v.number(),
+});
+
 /** The default answer of a capture. */
 export const CaptureAckSchema = v.object({ ok: v.literal(true), id: v.string() });
 

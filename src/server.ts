@@ -6,12 +6,17 @@ import type { Config } from './config.js';
 import { openDatabase } from './db/connect.js';
 import { migrate } from './db/migrate.js';
 import { HttpError } from './errors.js';
+import { registerDeletion } from './deletion.js';
+import { registerExport } from './export.js';
 import { registerHealth } from './health.js';
+import { registerListing } from './listing.js';
 import { sendError } from './http.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { createRealtime } from './realtime.js';
+import { registerResend } from './resend.js';
 import { createRetention } from './retention.js';
+import { createSearch } from './search.js';
 import { createStore } from './store.js';
 import { uws, type us_listen_socket } from './uws.js';
 import { createWebhookCache } from './webhooks.js';
@@ -79,12 +84,17 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   );
   let port = 0;
   const publicUrl = () => config.publicUrl ?? `http://localhost:${port}`;
+  const search = createSearch(db.sql, { scanRows: config.searchScanRows });
   registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
   registerApi(
     app,
     { maxApiBodyBytes: config.maxApiBodyBytes, maxPageBytes: config.maxPageBytes, maxWebhooks: config.maxWebhooks, publicUrl },
-    { auth, store, webhooks, log, metrics, reads, onDeleted: realtime.webhookDeleted },
+    { auth, store, webhooks, log, metrics, reads, onDeleted: realtime.webhookDeleted, search },
   );
+  registerDeletion(app, { batch: config.retentionBatch }, { auth, sql: db.sql, webhooks, log });
+  registerResend(app, { allow: config.resendAllow, timeoutMs: config.resendTimeoutMs, maxApiBodyBytes: config.maxApiBodyBytes }, { auth, store, webhooks, log });
+  registerExport(app, { publicUrl }, { auth, sql: db.sql, webhooks, log });
+  registerListing(app, { publicUrl }, { auth, sql: db.sql, log });
   registerHealth(app, { metrics, log, isDraining, ping: store.ping });
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
 

@@ -143,6 +143,97 @@ test('GET /api/webhooks/:id/requests/:requestId answers the payload or 404', asy
   assert.is((await fetch(`${ctx.s.url}/api/webhooks/${other}/requests/${ack.id}`)).status, 404, 'scoped to its webhook');
 });
 
+type Listing = { requests: { id: string; body: string | null; method: string; path: string }[]; next: string | null };
+const list = async (base: string, id: string, query: string): Promise<Listing> => {
+  const res = await fetch(`${base}/api/webhooks/${id}/requests?${query}`);
+  assert.is(res.status, 200, query);
+  return (await res.json()) as Listing;
+};
+/** Follows `next` from the first page to the last and returns every id, in order. */
+const every = async (base: string, id: string, query: string): Promise<string[]> => {
+  const ids: string[] = [];
+  let before: string | null = null;
+  do {
+    const page = await list(base, id, `${query}${before ? `&before=${before}` : ''}`);
+    ids.push(...page.requests.map((r) => r.id));
+    before = page.next;
+  } while (before);
+  return ids;
+};
+
+test('GET /api/webhooks/:id/requests?q= finds text in the body of a request far down the list, case-insensitively', async (ctx) => {
+  const id = uniqueId();
+  await post(ctx.s.url, { id });
+  const needle = ((await (await fetch(`${ctx.s.url}/h/${id}`, { method: 'POST', body: '{"event":"Invoice.Paid","n":1}' })).json()) as { id: string }).id;
+  for (let i = 0; i < 30; i++) await fetch(`${ctx.s.url}/h/${id}`, { method: 'POST', body: `{"event":"other","n":${i}}` });
+  const page = await list(ctx.s.url, id, 'limit=5&q=invoice.PAID');
+  assert.equal(page.requests.map((r) => r.id), [needle]);
+  assert.is(page.next, null);
+  assert.is((await list(ctx.s.url, id, 'q=nowhere')).requests.length, 0);
+});
+
+test('GET /api/webhooks/:id/requests filters by method, path and header, each given part matching', async (ctx) => {
+  const id = uniqueId();
+  await post(ctx.s.url, { id });
+  const send = async (method: string, path: string, headers: Record<string, string> = {}) =>
+    ((await (await fetch(`${ctx.s.url}/h/${id}${path}`, { method, headers, body: method === 'GET' ? null : 'x' })).json()) as { id: string }).id;
+  const a = await send('POST', '/orders/42?x=1', { 'X-GitHub-Event': 'push' });
+  const b = await send('PUT', '/Orders/43', { 'x-github-event': 'issues' });
+  const c = await send('GET', '/health');
+  const d = await send('POST', '/v1/orders', { 'content-type': 'application/json' });
+  assert.equal((await list(ctx.s.url, id, 'method=post')).requests.map((r) => r.id), [d, a], 'method, case-insensitive');
+  assert.equal((await list(ctx.s.url, id, 'path=orders')).requests.map((r) => r.id), [d, b, a], 'path: a substring, case-insensitive');
+  assert.equal((await list(ctx.s.url, id, 'path=%2Fhealth')).requests.map((r) => r.id), [c]);
+  assert.equal((await list(ctx.s.url, id, 'header=X-GitHub-Event')).requests.map((r) => r.id), [b, a], 'header by name');
+  assert.equal((await list(ctx.s.url, id, 'header=x-github-event:PUS')).requests.map((r) => r.id), [a], 'name:value substring');
+  assert.equal((await list(ctx.s.url, id, 'method=POST&path=orders&header=content-type:json')).requests.map((r) => r.id), [d], 'all of them');
+  assert.equal((await list(ctx.s.url, id, 'q=&path=')).requests.length, 4, 'empty values filter nothing');
+});
+
+test('GET /api/webhooks/:id/requests?q= matches the decoded bytes of a binary body', async (ctx) => {
+  const id = uniqueId();
+  await post(ctx.s.url, { id });
+  const bin = ((await (await fetch(`${ctx.s.url}/h/${id}`, { method: 'POST', body: Buffer.from([0xff, 0xfe, ...Buffer.from('Magic'), 0x00]) })).json()) as { id: string }).id;
+  await fetch(`${ctx.s.url}/h/${id}`, { method: 'POST', body: 'magic in text' });
+  const page = await list(ctx.s.url, id, 'q=Magic');
+  assert.is(page.requests.length, 2);
+  assert.is(page.requests[1]!.id, bin);
+  assert.equal((await list(ctx.s.url, id, 'q=magic')).requests.length, 1, 'binary bodies are matched byte for byte');
+});
+
+test('GET /api/webhooks/:id/requests pages a filtered listing newest first without duplicates or gaps', async (ctx) => {
+  const id = uniqueId();
+  await post(ctx.s.url, { id });
+  const hits: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    const ack = (await (await fetch(`${ctx.s.url}/h/${id}`, { method: 'POST', body: i % 2 ? `hit ${i}` : `miss ${i}` })).json()) as { id: string };
+    if (i % 2) hits.push(ack.id);
+  }
+  assert.equal(await every(ctx.s.url, id, 'limit=3&q=hit'), [...hits].reverse());
+});
+
+test('GET /api/webhooks/:id/requests answers 400 invalid_request on a bad filter', async (ctx) => {
+  const id = uniqueId();
+  await post(ctx.s.url, { id });
+  for (const q of ['method=PO%20ST', 'method=' + 'A'.repeat(33), 'header=bad%20name', 'header=:value', 'q=a%00b', 'q=a&q=b', `q=${'x'.repeat(1025)}`, 'path=a&path=b']) {
+    const res = await fetch(`${ctx.s.url}/api/webhooks/${id}/requests?${q}`);
+    assert.is(res.status, 400, q);
+    assert.is(((await res.json()) as { error: string }).error, 'invalid_request');
+  }
+  assert.is((await fetch(`${ctx.s.url}/api/webhooks/${uniqueId()}/requests?q=x`)).status, 404);
+});
+
+test('GET /api/webhooks/:id/requests no longer lists a deleted request', async (ctx) => {
+  const id = uniqueId();
+  await post(ctx.s.url, { id });
+  const ids: string[] = [];
+  for (let i = 0; i < 4; i++) ids.push(((await (await fetch(`${ctx.s.url}/h/${id}`, { method: 'POST', body: `${i}` })).json()) as { id: string }).id);
+  assert.is((await fetch(`${ctx.s.url}/api/webhooks/${id}/requests/${ids[1]}`, { method: 'DELETE' })).status, 204);
+  assert.equal(await every(ctx.s.url, id, 'limit=2'), [ids[3], ids[2], ids[0]]);
+  assert.is((await fetch(`${ctx.s.url}/api/webhooks/${id}/requests`, { method: 'DELETE' })).status, 204);
+  assert.equal(await every(ctx.s.url, id, 'limit=2'), []);
+});
+
 test('DELETE /api/webhooks/:id answers 204, removes its requests, and the id then 404s', async (ctx) => {
   const id = uniqueId();
   await post(ctx.s.url, { id });
@@ -162,10 +253,10 @@ test('unknown routes answer 404 JSON and wrong methods 405', async (ctx) => {
   assert.is(r1.status, 404);
   assert.is(((await r1.json()) as { error: string }).error, 'not_found');
   assert.is((await fetch(`${ctx.s.url}/api/nothing`)).status, 404);
-  const r2 = await fetch(`${ctx.s.url}/api/webhooks`, { method: 'GET' });
+  const r2 = await fetch(`${ctx.s.url}/api/webhooks`, { method: 'PUT' });
   assert.is(r2.status, 405);
   assert.is(((await r2.json()) as { error: string }).error, 'method_not_allowed');
-  assert.is(r2.headers.get('allow'), 'POST', 'a 405 names the allowed methods (RFC 9110 §15.5.6)');
+  assert.is(r2.headers.get('allow'), 'GET, POST', 'a 405 names the allowed methods (RFC 9110 §15.5.6)');
   const r3 = await fetch(`${ctx.s.url}/api/webhooks/x`, { method: 'PUT' });
   assert.is(r3.status, 405);
   assert.is(r3.headers.get('allow'), 'GET, DELETE');

@@ -97,4 +97,14 @@ test('the rate burst must cover a rejoin of every room', () => {
   assert.is(loadConfig({ HOOKY_MAX_ROOMS: '401', HOOKY_WS_RATE_BURST: '200', HOOKY_WS_RATE_LIMIT: '0' }).maxRooms, 401);
 });
 
+test('resend is off by default; HOOKY_RESEND_ALLOW takes origins only, lower-cased', () => {
+  const d = loadConfig({});
+  assert.is(d.resendAllow, undefined);
+  assert.is(d.resendTimeoutMs, 10_000);
+  assert.is(d.searchScanRows, 10_000);
+  assert.equal(loadConfig({ HOOKY_RESEND_ALLOW: 'http://LOCALHOST:4000, https://hooks.example.com' }).resendAllow, ['http://localhost:4000', 'https://hooks.example.com']);
+  assert.throws(() => loadConfig({ HOOKY_RESEND_ALLOW: 'http://localhost:4000/path' }), /HOOKY_RESEND_ALLOW/);
+  assert.throws(() => loadConfig({ HOOKY_RESEND_TIMEOUT_MS: '50' }), /HOOKY_RESEND_TIMEOUT_MS="50": must be at least 100/);
+});
+
 test.run();
