@@ -76,7 +76,7 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     else reply();
   }
 
-  function store(ex: Exchange, webhook: Webhook | undefined, facts: RequestFacts, body: Buffer) {
+  function enqueue(ex: Exchange, webhook: Webhook | undefined, facts: RequestFacts, body: Buffer) {
     if (ex.done) return;
     if (webhook === undefined) return fail(ex, notFound);
     if (deps.isDraining()) return fail(ex, draining);
@@ -146,9 +146,9 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
       contentLength ?? '',
       opts.maxBodyBytes,
       (body) => {
-        if (!(found instanceof Promise)) return store(ex, found, facts, body);
+        if (!(found instanceof Promise)) return enqueue(ex, found, facts, body);
         found.then(
-          (w) => store(ex, w, facts, body),
+          (w) => enqueue(ex, w, facts, body),
           (err: unknown) => {
             log.warn('webhook lookup failed; answering 503', { webhookId, err });
             fail(ex, new HttpError('storage_unavailable'));
