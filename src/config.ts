@@ -105,6 +105,7 @@ export const EnvSchema = v.object({
   HOOKY_SHUTDOWN_TIMEOUT_MS: int(10_000, 0, 600_000), // longest wait for in-flight work on SIGTERM
   HOOKY_SETTLE_TIMEOUT_MS: int(5_000, 0, 600_000), // how long to find out whether a batch cut off mid-commit was stored
   HOOKY_BENCH_NOOP: bool(false), // benchmarks only: ANY /bench/noop reads the body and answers 200, storing nothing
+  HOOKY_SHARE_PORT: bool(false), // internal: set by hooky only for worker processes it starts itself, which share one port (SO_REUSEPORT)
 });
 
 type Env = v.InferOutput<typeof EnvSchema>;
@@ -147,6 +148,8 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly settleTimeoutMs: number;
   readonly benchNoop: boolean;
+  /** Internal: listen with SO_REUSEPORT, for workers of one service; off, a busy port is refused. */
+  readonly sharePort: boolean;
 }
 
 export class ConfigError extends Error {
@@ -208,5 +211,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownTimeoutMs: e.HOOKY_SHUTDOWN_TIMEOUT_MS,
     settleTimeoutMs: e.HOOKY_SETTLE_TIMEOUT_MS,
     benchNoop: e.HOOKY_BENCH_NOOP,
+    sharePort: e.HOOKY_SHARE_PORT,
   });
 }

@@ -43,6 +43,9 @@ function gauge(name: string, help: string) {
     dec(by = 1) {
       value -= by;
     },
+    set(to: number) {
+      value = to;
+    },
     get value() {
       return value;
     },
@@ -100,6 +103,9 @@ export function createMetrics() {
     wsErrors: labelledCounter('hooky_websocket_errors_total', 'error events sent to clients, by code', 'code'),
     rejectedUpgrades: labelledCounter('hooky_websocket_rejected_upgrades_total', 'WebSocket upgrades refused, by HTTP status', 'status'),
     retentionDeleted: labelledCounter('hooky_retention_deleted_total', 'Captured requests deleted by retention, by rule', 'rule'),
+    openFds: gauge('hooky_open_fds', 'File descriptors open in the process (sockets, files, pipes), counted by the accept guard'),
+    fdLimit: gauge('hooky_open_fds_limit', 'The open-file limit of the process (RLIMIT_NOFILE); 0 when unknown'),
+    acceptPauses: counter('hooky_accept_pauses_total', 'Times new connections stopped being accepted because open files neared the limit'),
     eventLoopDelay: histogram('hooky_event_loop_delay_seconds', 'How late a 10 ms timer fires on the event loop', [
       0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
     ]),

@@ -43,6 +43,63 @@ startup('an unreachable database is a clear start-up error, exit 1', async () =>
   assert.match(output, /ECONNREFUSED|connect/);
 });
 
+startup('bound to every interface without HOOKY_API_TOKEN: says what it is bound to and warns once that the API is open', async () => {
+  const r = await spawnMain({ DATABASE_URL: await testDatabaseUrl(), HOST: '0.0.0.0' });
+  try {
+    const out = r.output();
+    assert.match(out, new RegExp(`info hooky listening on http://0\\.0\\.0\\.0:${r.port} \\(every IPv4 address of this machine; from here: http://localhost:${r.port}\\)`));
+    assert.is(out.match(/warn the REST API and \/ws need no token and are reachable on http:\/\/0\.0\.0\.0:/g)?.length, 1);
+    assert.match(out, /Set HOOKY_API_TOKEN, or HOST=127\.0\.0\.1/);
+  } finally {
+    r.child.kill('SIGTERM');
+    assert.is(await r.exited, 0);
+  }
+});
+
+startup('no open-API warning on loopback, nor with a token on every interface', async () => {
+  const url = await testDatabaseUrl();
+  for (const env of [{ HOST: '127.0.0.1' }, { HOST: '0.0.0.0', HOOKY_API_TOKEN: 'a'.repeat(32) }]) {
+    const r = await spawnMain({ DATABASE_URL: url, ...env });
+    try {
+      assert.not.match(r.output(), /need no token/, JSON.stringify(env));
+    } finally {
+      r.child.kill('SIGTERM');
+      assert.is(await r.exited, 0);
+    }
+  }
+});
+
+startup('a second hooky on a port in use is refused with a clear message, exit 1; the first keeps all the traffic', async () => {
+  const url = await testDatabaseUrl();
+  const first = await spawnMain({ DATABASE_URL: url });
+  try {
+    const { code, output } = await runMain({ DATABASE_URL: url, PORT: String(first.port) });
+    assert.is(code, 1);
+    assert.match(output, new RegExp(`error start-up failed: port ${first.port} on 127\\.0\\.0\\.1 is already in use by another process`));
+    assert.is((await fetch(`${first.url}/healthz`)).status, 200);
+  } finally {
+    first.child.kill('SIGTERM');
+    assert.is(await first.exited, 0);
+  }
+});
+
+startup('workers that hooky starts itself (internal HOOKY_SHARE_PORT) may share one port; an independent hooky still may not join them', async () => {
+  const url = await testDatabaseUrl();
+  const a = await spawnMain({ DATABASE_URL: url, HOOKY_SHARE_PORT: '1' });
+  const b = await spawnMain({ DATABASE_URL: url, HOOKY_SHARE_PORT: '1', PORT: String(a.port) }).catch((err: Error) => err);
+  try {
+    assert.ok(!(b instanceof Error), b instanceof Error ? b.message : '');
+    const { code, output } = await runMain({ DATABASE_URL: url, PORT: String(a.port) });
+    assert.is(code, 1);
+    assert.match(output, /already in use/);
+  } finally {
+    if (!(b instanceof Error)) b.child.kill('SIGTERM');
+    a.child.kill('SIGTERM');
+    await a.exited;
+    if (!(b instanceof Error)) await b.exited;
+  }
+});
+
 startup.run();
 
 const shutdown = suite('main: shutdown');
