@@ -219,4 +219,44 @@ embedded('without DATABASE_URL: starts embedded Postgres, keeps data across rest
   }
 });
 
+embedded('after kill -9 the postmaster it leaves behind is stopped by the next start, which serves every committed capture', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hooky-main-'));
+  const env = { DATABASE_URL: '', HOOKY_DATA_DIR: dataDir };
+  let orphan = 0;
+  try {
+    const first = await spawnMain(env, 60_000);
+    const { id } = await createWebhook(first.url);
+    for (const body of ['one', 'two']) assert.is((await fetch(`${first.url}/h/${id}`, { method: 'POST', body })).status, 200);
+    orphan = Number(readFileSync(join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    first.child.kill('SIGKILL');
+    await first.exited;
+    await new Promise((r) => setTimeout(r, 200));
+    assert.not.throws(() => process.kill(orphan, 0), 'the postmaster outlived the SIGKILL');
+
+    const started = Date.now();
+    const second = await spawnMain(env, 60_000);
+    try {
+      assert.match(second.output(), new RegExp(`warn stopping the PostgreSQL \\(pid ${orphan}\\) that a hooky which did not shut down left running`));
+      const list = (await (await fetch(`${second.url}/api/webhooks/${id}/requests`)).json()) as { requests: { body: string }[] };
+      assert.equal(list.requests.map((x) => x.body), ['two', 'one']);
+      figures('restart after kill -9', { orphanPid: orphan, restartMs: Date.now() - started });
+    } finally {
+      second.child.kill('SIGTERM');
+      assert.is(await second.exited, 0);
+    }
+  } finally {
+    // Not left running behind a failed test.
+    if (orphan && runs(orphan)) process.kill(orphan, 'SIGINT');
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
 embedded.run();
+
+function runs(pid: number): boolean {
+  try {
+    return process.kill(pid, 0);
+  } catch {
+    return false; // ESRCH: it has stopped
+  }
+}
