@@ -1,10 +1,10 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import postgres from 'postgres';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { startEmbedded, type Embedded } from '../src/db/embedded.js';
+import { rootPlacement, startEmbedded, type Embedded } from '../src/db/embedded.js';
 import { createLogger } from '../src/log.js';
 
 const lines: string[] = [];
@@ -43,6 +43,18 @@ test('a postmaster.pid whose pid is now another live process is removed, and the
   await sql.end();
 });
 
+test('starting a cluster adds no signal or exit hooks: main.ts alone decides when Postgres stops', async () => {
+  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'beforeExit', 'message'] as const;
+  const before = events.map((e) => process.listenerCount(e));
+  const other = await startEmbedded(mkdtempSync(join(tmpdir(), 'hooky-embedded-')), log);
+  try {
+    assert.equal(events.map((e) => process.listenerCount(e)), before);
+  } finally {
+    await other.stop();
+    rmSync(dirname(other.dir), { recursive: true, force: true });
+  }
+});
+
 test('a second start on a data directory this process already runs is refused, not taken for an orphan', async () => {
   const err = await startEmbedded(dir, log).catch((e: Error) => e);
   assert.instance(err, Error);
@@ -50,3 +62,41 @@ test('a second start on a data directory this process already runs is refused, n
 });
 
 test.run();
+
+const root = suite('db/embedded: run as root, in a folder user postgres cannot enter');
+const asRoot = process.getuid?.() === 0;
+let parent: string;
+let placed: Embedded | undefined;
+
+root.before(() => {
+  // mkdtemp makes it 0700: user postgres cannot search it, so it cannot reach anything inside.
+  parent = mkdtempSync(join(tmpdir(), 'hooky-private-'));
+});
+
+root.after(async () => {
+  await placed?.stop();
+  if (placed?.dir.startsWith(`${rootPlacement}/data/`)) rmSync(placed.dir, { recursive: true, force: true });
+  rmSync(parent, { recursive: true, force: true });
+});
+
+// Only root runs PostgreSQL as another user; for anyone else there is nothing to place.
+(asRoot ? root : root.skip)('the data goes to /var/lib/hooky/data/<hash>, the log and <dataDir>/pg-location say where, and a restart finds it again', async () => {
+  lines.length = 0;
+  const dataDir = join(parent, 'data');
+  placed = await startEmbedded(dataDir, log);
+  assert.match(placed.dir, new RegExp(`^${rootPlacement}/data/[0-9a-f]{16}$`));
+  assert.is(readFileSync(join(dataDir, 'pg-location'), 'utf8').trim(), placed.dir);
+  assert.ok(lines.some((l) => l.includes(`embedded PostgreSQL data in ${placed!.dir}: user postgres cannot reach ${dataDir}`)), lines.join(''));
+  let sql = postgres(placed.url, { max: 1, onnotice: () => {} });
+  await sql`create table kept (v text)`;
+  await sql`insert into kept values ('committed')`;
+  await sql.end();
+  await placed.stop();
+
+  placed = await startEmbedded(dataDir, log);
+  sql = postgres(placed.url, { max: 1, onnotice: () => {} });
+  assert.equal((await sql`select v from kept`).map((r) => r.v), ['committed']);
+  await sql.end();
+});
+
+root.run();
