@@ -745,8 +745,10 @@ access('the token goes as Authorization: Bearer with ws, as a hooky.token subpro
     ctx.cleanup.push(() => client.close());
     const rec = record(client);
     await until(() => rec.of('connect_error').length === 1, 'the refused attempt');
-    // 503 is worth retrying: the next attempt is announced, nothing is rejected.
+    // 503 is worth retrying: the next attempt is announced, nothing is rejected. The announcement
+    // follows connect_error on a later timer tick (reconnecting-websocket's zero delay).
     assert.is(rec.of('connect_error')[0]!.status, 503);
+    await until(() => rec.of('reconnecting').length > 0, 'the next attempt announced');
     assert.is(rec.of('reconnecting').length, 1);
     assert.is(rec.of('error').length, 0);
     await client.close();
