@@ -55,7 +55,10 @@ export async function listen(app: TemplatedApp, options: ListenOptions, deps: { 
   const high = limit - reserve;
   const low = limit - 2 * reserve;
   metrics.fdLimit.set(Number.isFinite(limit) ? limit : 0);
+  // Under waves of connections a pause and a resume happen again and again: each is said once.
   let warned = false;
+  let resumed = false;
+  let rebindFailed = false;
   let rebinding = false;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
@@ -82,8 +85,14 @@ export async function listen(app: TemplatedApp, options: ListenOptions, deps: { 
         if (again) uws.us_listen_socket_close(again);
       } else if (again) {
         socket = again;
-        log.info(`open files back at ${open} of ${limit}: accepting connections again`, { open, limit });
-      } else log.error(`could not listen on port ${port} again: ${await whyNotListening(options.host, port)}`);
+        (resumed ? log.debug : log.info)(`open files back at ${open} of ${limit}: accepting connections again`, { open, limit });
+        resumed = true;
+        rebindFailed = false;
+      } else if (!rebindFailed) {
+        // Retried at every check; said once until it succeeds.
+        log.error(`could not listen on port ${port} again: ${await whyNotListening(options.host, port)}`);
+        rebindFailed = true;
+      }
     }
     schedule(open);
   };

@@ -19,6 +19,7 @@ const server = await createServer(config, log).catch((err: unknown) => {
   log.debug('start-up failure', { err });
   process.exit(1);
 });
+
 // The shutdown order is the server's (see server.ts); a second signal skips it.
 let stopping = false;
 const stop = (signal: NodeJS.Signals) => {
