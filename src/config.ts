@@ -114,6 +114,7 @@ export const EnvSchema = v.object({
   HOOKY_RESEND_ALLOW: origins, // target origins resend may reach, e.g. http://localhost:4000; unset: resend is off
   HOOKY_RESEND_TIMEOUT_MS: int(10_000, 100, 120_000), // longest a resend waits for the target's answer (10 s)
   HOOKY_BENCH_NOOP: bool(false), // benchmarks only: ANY /bench/noop reads the body and answers 200, storing nothing
+  HOOKY_SHARE_PORT: bool(false), // internal: set by hooky only for worker processes it starts itself, which share one port (SO_REUSEPORT)
 });
 
 type Env = v.InferOutput<typeof EnvSchema>;
@@ -170,6 +171,8 @@ export interface Config {
   /** Lower-case origins resend may send to; undefined: resend is off. */
   readonly resendAllow: readonly string[] | undefined;
   readonly resendTimeoutMs: number;
+  /** Internal: listen with SO_REUSEPORT, for workers of one service; off, a busy port is refused. */
+  readonly sharePort: boolean;
 }
 
 export class ConfigError extends Error {
@@ -239,5 +242,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     searchScanRows: e.HOOKY_SEARCH_SCAN_ROWS,
     resendAllow: e.HOOKY_RESEND_ALLOW && Object.freeze(e.HOOKY_RESEND_ALLOW),
     resendTimeoutMs: e.HOOKY_RESEND_TIMEOUT_MS,
+    sharePort: e.HOOKY_SHARE_PORT,
   });
 }

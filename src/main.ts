@@ -19,7 +19,6 @@ const server = await createServer(config, log).catch((err: unknown) => {
   log.debug('start-up failure', { err });
   process.exit(1);
 });
-log.info(`hooky listening on ${server.url}`, { port: server.port });
 
 // The shutdown order is the server's (see server.ts); a second signal skips it.
 let stopping = false;
@@ -43,3 +42,17 @@ const stop = (signal: NodeJS.Signals) => {
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
+
+// Logged once the signals are handled: whoever reads the listening line may stop hooky at once.
+if (config.apiToken === undefined && !isLoopback(config.host)) {
+  log.warn(
+    `the REST API and /ws need no token and are reachable on ${server.address}: anyone who reaches this port can list, read and delete ` +
+      'webhooks and their captures. Set HOOKY_API_TOKEN, or HOST=127.0.0.1 to serve this machine only.',
+  );
+}
+const everywhere = config.host === '0.0.0.0' ? 'every IPv4 address of this machine' : config.host === '::' ? 'every address of this machine' : undefined;
+log.info(`hooky listening on ${server.address}${everywhere ? ` (${everywhere}; from here: ${server.url})` : ''}`, { port: server.port });
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

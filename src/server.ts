@@ -18,7 +18,8 @@ import { registerResend } from './resend.js';
 import { createRetention } from './retention.js';
 import { createSearch } from './search.js';
 import { createStore } from './store.js';
-import { uws, type us_listen_socket } from './uws.js';
+import { listen, type Listener } from './listener.js';
+import { uws } from './uws.js';
 import { createWebhookCache } from './webhooks.js';
 import { createWriter } from './writer.js';
 
@@ -26,6 +27,8 @@ export interface Server {
   readonly port: number;
   /** http://host:port as a client on this machine reaches it. */
   readonly url: string;
+  /** http://host:port of what it is bound to (0.0.0.0 or [::] for every interface). */
+  readonly address: string;
   readonly metrics: ReturnType<typeof createMetrics>;
   /** The documented shutdown; safe to call twice. */
   close(): Promise<void>;
@@ -98,13 +101,17 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   registerHealth(app, { metrics, log, isDraining, ping: store.ping });
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
 
-  const listenSocket = await new Promise<us_listen_socket | false>((resolve) => app.listen(config.host, config.port, resolve));
-  if (!listenSocket) {
+  let listener: Listener;
+  try {
+    listener = await listen(app, { host: config.host, port: config.port, share: config.sharePort }, { log, metrics });
+  } catch (err) {
+    metrics.close();
     await db.close();
-    throw new Error(`Could not listen on ${config.host}:${config.port} (in use, or not an address of this machine)`);
+    throw err;
   }
-  port = uws.us_socket_local_port(listenSocket);
-  const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host.includes(':') ? `[${config.host}]` : config.host;
+  port = listener.port;
+  const anyAddress = config.host === '0.0.0.0' || config.host === '::';
+  const literal = (h: string) => (h.includes(':') ? `[${h}]` : h);
   log.info('database ready', { database: db.where });
   retention.start();
 
@@ -117,7 +124,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     // 2. Tell every client why, then close it with 1001 (going away).
     realtime.close('server shutting down');
     // 3. Stop accepting connections.
-    uws.us_listen_socket_close(listenSocket as us_listen_socket);
+    listener.close();
     // 4. Commit every capture already accepted; each one answered 2xx is then in Postgres.
     const flushed = await Promise.race([writer.close().then(() => true), delay(config.shutdownTimeoutMs).then(() => false)]);
     if (!flushed) log.error('shutdown timeout: captures still waiting were not stored', { pending: writer.pending });
@@ -132,7 +139,8 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
 
   return {
     port,
-    url: `http://${host}:${port}`,
+    url: `http://${anyAddress ? 'localhost' : literal(config.host)}:${port}`,
+    address: `http://${literal(config.host)}:${port}`,
     metrics,
     close: () => (closing ??= shutdown()),
   };

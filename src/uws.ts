@@ -23,3 +23,13 @@ export function loadUws(): typeof Uws {
 }
 
 export const uws = loadUws();
+
+/**
+ * `app.listen(host, port, options, cb)`: the binary takes listen options after the port, which
+ * its typings list only without a host. `LIBUS_LISTEN_EXCLUSIVE_PORT` (1) binds without
+ * SO_REUSEPORT, so a port another process holds is refused; 0 shares it.
+ */
+export const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
+export function listenOn(app: Uws.TemplatedApp, host: string, port: number, options: number, cb: (socket: Uws.us_listen_socket | false) => void): void {
+  (app as unknown as { listen(host: string, port: number, options: number, cb: (socket: Uws.us_listen_socket | false) => void): void }).listen(host, port, options, cb);
+}

@@ -47,6 +47,63 @@ startup('an unreachable database is a clear start-up error, exit 1', async () =>
   assert.match(output, /ECONNREFUSED|connect/);
 });
 
+startup('bound to every interface without HOOKY_API_TOKEN: says what it is bound to and warns once that the API is open', async () => {
+  const r = await spawnMain({ DATABASE_URL: await testDatabaseUrl(), HOST: '0.0.0.0' });
+  try {
+    const out = r.output();
+    assert.match(out, new RegExp(`"level":"info",[^\\n]*"msg":"hooky listening on http://0\\.0\\.0\\.0:${r.port} \\(every IPv4 address of this machine; from here: http://localhost:${r.port}\\)"`));
+    assert.is(out.match(/"level":"warn",[^\n]*"msg":"the REST API and \/ws need no token and are reachable on http:\/\/0\.0\.0\.0:/g)?.length, 1);
+    assert.match(out, /Set HOOKY_API_TOKEN, or HOST=127\.0\.0\.1/);
+  } finally {
+    r.child.kill('SIGTERM');
+    assert.is(await r.exited, 0);
+  }
+});
+
+startup('no open-API warning on loopback, nor with a token on every interface', async () => {
+  const url = await testDatabaseUrl();
+  for (const env of [{ HOST: '127.0.0.1' }, { HOST: '0.0.0.0', HOOKY_API_TOKEN: 'a'.repeat(32) }]) {
+    const r = await spawnMain({ DATABASE_URL: url, ...env });
+    try {
+      assert.not.match(r.output(), /need no token/, JSON.stringify(env));
+    } finally {
+      r.child.kill('SIGTERM');
+      assert.is(await r.exited, 0);
+    }
+  }
+});
+
+startup('a second hooky on a port in use is refused with a clear message, exit 1; the first keeps all the traffic', async () => {
+  const url = await testDatabaseUrl();
+  const first = await spawnMain({ DATABASE_URL: url });
+  try {
+    const { code, output } = await runMain({ DATABASE_URL: url, PORT: String(first.port) });
+    assert.is(code, 1);
+    assert.match(output, new RegExp(`"level":"error",[^\\n]*"msg":"start-up failed: port ${first.port} on 127\\.0\\.0\\.1 is already in use by another process`));
+    assert.is((await fetch(`${first.url}/healthz`)).status, 200);
+  } finally {
+    first.child.kill('SIGTERM');
+    assert.is(await first.exited, 0);
+  }
+});
+
+startup('workers that hooky starts itself (internal HOOKY_SHARE_PORT) may share one port; an independent hooky still may not join them', async () => {
+  const url = await testDatabaseUrl();
+  const a = await spawnMain({ DATABASE_URL: url, HOOKY_SHARE_PORT: '1' });
+  const b = await spawnMain({ DATABASE_URL: url, HOOKY_SHARE_PORT: '1', PORT: String(a.port) }).catch((err: Error) => err);
+  try {
+    assert.ok(!(b instanceof Error), b instanceof Error ? b.message : '');
+    const { code, output } = await runMain({ DATABASE_URL: url, PORT: String(a.port) });
+    assert.is(code, 1);
+    assert.match(output, /already in use/);
+  } finally {
+    if (!(b instanceof Error)) b.child.kill('SIGTERM');
+    a.child.kill('SIGTERM');
+    await a.exited;
+    if (!(b instanceof Error)) await b.exited;
+  }
+});
+
 startup.run();
 
 const shutdown = suite('main: shutdown');
@@ -166,4 +223,44 @@ embedded('without DATABASE_URL: starts embedded Postgres, keeps data across rest
   }
 });
 
+embedded('after kill -9 the postmaster it leaves behind is stopped by the next start, which serves every committed capture', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hooky-main-'));
+  const env = { DATABASE_URL: '', HOOKY_DATA_DIR: dataDir };
+  let orphan = 0;
+  try {
+    const first = await spawnMain(env, 60_000);
+    const { id } = await createWebhook(first.url);
+    for (const body of ['one', 'two']) assert.is((await fetch(`${first.url}/h/${id}`, { method: 'POST', body })).status, 200);
+    orphan = Number(readFileSync(join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    first.child.kill('SIGKILL');
+    await first.exited;
+    await new Promise((r) => setTimeout(r, 200));
+    assert.not.throws(() => process.kill(orphan, 0), 'the postmaster outlived the SIGKILL');
+
+    const started = Date.now();
+    const second = await spawnMain(env, 60_000);
+    try {
+      assert.match(second.output(), new RegExp(`"level":"warn",[^\\n]*"msg":"stopping the PostgreSQL \\(pid ${orphan}\\) that a hooky which did not shut down left running`));
+      const list = (await (await fetch(`${second.url}/api/webhooks/${id}/requests`)).json()) as { requests: { body: string }[] };
+      assert.equal(list.requests.map((x) => x.body), ['two', 'one']);
+      figures('restart after kill -9', { orphanPid: orphan, restartMs: Date.now() - started });
+    } finally {
+      second.child.kill('SIGTERM');
+      assert.is(await second.exited, 0);
+    }
+  } finally {
+    // Not left running behind a failed test.
+    if (orphan && runs(orphan)) process.kill(orphan, 'SIGINT');
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
 embedded.run();
+
+function runs(pid: number): boolean {
+  try {
+    return process.kill(pid, 0);
+  } catch {
+    return false; // ESRCH: it has stopped
+  }
+}

@@ -10,9 +10,14 @@ export interface Running {
 
 const mainTs = new URL('../../src/main.ts', import.meta.url).pathname;
 
-/** Starts `src/main.ts` as its own process and waits for its "listening" line. */
-export function spawnMain(env: Record<string, string>, timeoutMs = 30_000): Promise<Running> {
-  const child = spawn(process.execPath, ['--import', 'tsx', mainTs], {
+/**
+ * Starts `src/main.ts` as its own process and waits for its "listening" line. `fdLimit` starts it
+ * under `ulimit -n <fdLimit>` (soft and hard).
+ */
+export function spawnMain(env: Record<string, string>, timeoutMs = 30_000, options: { fdLimit?: number } = {}): Promise<Running> {
+  const node = [process.execPath, '--import', 'tsx', mainTs];
+  const [file, ...args] = options.fdLimit ? ['sh', '-c', `ulimit -n ${options.fdLimit} && exec "$0" "$@"`, ...node] : node;
+  const child = spawn(file!, args, {
     // Retention is off unless a test turns it on: on a shared database it would delete other runs' rows.
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', HOOKY_LOG_LEVEL: 'info', HOOKY_RETENTION_MAX_REQUESTS: '0', HOOKY_RETENTION_MAX_AGE_HOURS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
