@@ -1,8 +1,8 @@
 import * as v from 'valibot';
 import type { Auth } from './auth.js';
 import type { Budget, Hold } from './budget.js';
-import { HttpError } from './errors.js';
-import { errorBody, exchange, readBody, send, sendEmpty, sendError, sendJson, sendStreamed, type Exchange, type Headers } from './http.js';
+import { HttpError, httpErrorOf } from './errors.js';
+import { exchange, readBody, sendEmpty, sendError, sendJson, sendStreamed, type Exchange, type Headers } from './http.js';
 import { newWebhookId } from './ids.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -52,12 +52,7 @@ export const ListQuerySchema = v.object({
 export function handler(log: Logger, fn: (ex: Exchange, req: HttpRequest) => Promise<void> | void) {
   return (res: HttpResponse, req: HttpRequest) => {
     const ex = exchange(res);
-    const fail = (err: unknown) => {
-      if (err instanceof HttpError) return sendError(ex, err);
-      const unreachable = isConnectionError(err);
-      log.error(unreachable ? 'storage unavailable' : 'request failed', { err });
-      sendError(ex, new HttpError(unreachable ? 'storage_unavailable' : 'internal'));
-    };
+    const fail = (err: unknown) => sendError(ex, httpErrorOf(err, log, 'request'));
     try {
       fn(ex, req)?.catch(fail);
     } catch (err) {
@@ -66,21 +61,13 @@ export function handler(log: Logger, fn: (ex: Exchange, req: HttpRequest) => Pro
   };
 }
 
-export function isConnectionError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^(ECONN|ENOTFOUND|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_|57P0)/.test(code);
-}
-
 // RFC 9110 §15.5.6: a 405 lists the methods the route has in `Allow`.
 export const methodNotAllowed = (allow: string) => {
-  const body = errorBody('method_not_allowed', `Allowed: ${allow}`, { allow });
-  const headers: Headers = { 'content-type': 'application/json', allow };
-  return (res: HttpResponse) => send({ res, done: false }, 405, body, headers);
+  const err = new HttpError('method_not_allowed', `Allowed: ${allow}`, { allow }, { allow });
+  return (res: HttpResponse) => sendError({ res, done: false }, err);
 };
 
-// RFC 9110 §11.6.1: a 401 names the scheme the client should use.
-const unauthorizedHeaders: Headers = { 'content-type': 'application/json', 'www-authenticate': 'Bearer realm="hooky"' };
-const unauthorizedBody = errorBody('unauthorized');
+const unauthorized = new HttpError('unauthorized');
 
 type Route = (res: HttpResponse, req: HttpRequest) => void;
 
@@ -94,7 +81,7 @@ export function guarded(auth: Auth, app: TemplatedApp) {
       ? route
       : (res, req) => {
           if (auth.allowsRequest(req.getHeader('authorization'))) return route(res, req);
-          send({ res, done: false }, 401, unauthorizedBody, unauthorizedHeaders);
+          sendError({ res, done: false }, unauthorized);
         };
   return {
     get: (pattern: string, route: Route) => app.get(pattern, guard(route)),
@@ -122,10 +109,7 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
     '/api/webhooks',
     handler(log, (ex, req) => {
       readBody(ex, req.getHeader('content-length'), opts.maxApiBodyBytes, (body) => {
-        create(ex, body).catch((err: unknown) => {
-          log.error('create webhook failed', { err });
-          sendError(ex, new HttpError(isConnectionError(err) ? 'storage_unavailable' : 'internal'));
-        });
+        create(ex, body).catch((err: unknown) => sendError(ex, httpErrorOf(err, log, 'create webhook')));
       });
     }),
   );

@@ -59,9 +59,12 @@ function errors(...codes: HttpErrorCode[]): Record<string, Json> {
   const out: Record<string, Json> = {};
   for (const [status, group] of byStatus) {
     const name = `${status}-${group.join('-')}`;
+    // The headers errors.ts's table gives these codes, each with the value it carries.
     const headers: Json = {};
-    if (status === 503) headers['Retry-After'] = { description: 'Seconds to wait before retrying', schema: { type: 'integer' } };
-    if (status === 401) headers['WWW-Authenticate'] = { description: '`Bearer realm="hooky"`', schema: { type: 'string' } };
+    for (const code of group) {
+      const fixed = ('headers' in httpErrors[code] ? httpErrors[code].headers : {}) as Readonly<Record<string, string>>;
+      for (const [name, value] of Object.entries(fixed)) headers[name] = { description: `\`${value}\``, schema: { type: 'string' } };
+    }
     errorResponses[name] = {
       description: group.map((c) => `\`${c}\`: ${httpErrors[c].message}`).join('; '),
       ...(Object.keys(headers).length > 0 ? { headers } : {}),

@@ -1,5 +1,5 @@
 import { createBudget } from './budget.js';
-import { HttpError } from './errors.js';
+import { HttpError, httpErrorOf } from './errors.js';
 import { exchange, readBody, remoteAddress, send, sendError, type Exchange, type Headers } from './http.js';
 import { newRequestId } from './ids.js';
 import type { Logger } from './log.js';
@@ -53,8 +53,7 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
   });
 
   function fail(ex: Exchange, err: unknown) {
-    const httpErr = err instanceof HttpError ? err : new HttpError('internal');
-    if (!(err instanceof HttpError)) log.error('capture failed', { err });
+    const httpErr = httpErrorOf(err, log, 'capture');
     metrics.captureErrors.inc(httpErr.status);
     sendError(ex, httpErr);
   }

@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import type { Sql } from 'postgres';
 import * as v from 'valibot';
-import { guarded, isConnectionError, methodNotAllowed } from './api.js';
+import { guarded, methodNotAllowed } from './api.js';
 import type { Auth } from './auth.js';
 import { customDefaultType } from './capture.js';
-import { HttpError } from './errors.js';
+import { HttpError, httpErrorOf } from './errors.js';
 import { exchange, sendError, statusLine, type Exchange } from './http.js';
 import type { Logger } from './log.js';
 import { webhookIdPattern, type CapturedRequest } from './protocol.js';
@@ -127,9 +127,8 @@ export function registerExport(uwsApp: TemplatedApp, opts: ExportOptions, { auth
     };
 
     run().catch((err: unknown) => {
-      if (err instanceof HttpError && !stream.started) return sendError(ex, err);
-      log.error('export failed', { err, webhookId: id });
-      if (!stream.started) return sendError(ex, new HttpError(isConnectionError(err) ? 'storage_unavailable' : 'internal'));
+      const answer = httpErrorOf(err, log, 'export', { webhookId: id });
+      if (!stream.started) return sendError(ex, answer);
       // Headers and part of the body are gone: only an unfinished chunked body tells the client
       // that the export is incomplete.
       abort(ex, res);

@@ -78,12 +78,9 @@ export function errorBody(code: HttpErrorCode, message: string = httpErrors[code
   return JSON.stringify({ error: code, message, ...extra });
 }
 
-// 503s tell well-behaved senders (Stripe, GitHub, autocannon users' retry loops) when to come back.
-const retryAfter: Headers = { ...jsonType, 'retry-after': '1' };
-
+/** The one way an HttpError is answered: its status, the headers errors.ts gives its code, its JSON body. */
 export function sendError(ex: Exchange, err: HttpError, close = false): void {
-  const headers = err.status === 503 ? retryAfter : jsonType;
-  send(ex, err.status, errorBody(err.code, err.message, err.extra), headers, close);
+  send(ex, err.status, errorBody(err.code, err.message, err.extra), { ...jsonType, ...err.headers }, close);
 }
 
 /**

@@ -3,7 +3,7 @@ import * as v from 'valibot';
 import type { Auth } from './auth.js';
 import type { Budget } from './budget.js';
 import { HttpError } from './errors.js';
-import { errorBody, send as sendHttp, sendError as sendHttpError, type Headers } from './http.js';
+import { sendError as sendHttpError } from './http.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import {
@@ -74,24 +74,19 @@ interface Deps {
 
 type Socket = WebSocket<Conn>;
 
-const unsupportedProtocol = errorBody('unsupported_protocol', `The WebSocket must offer subprotocol ${PROTOCOL} in Sec-WebSocket-Protocol`, {
+// Upgrade refusals, built once; their headers (Retry-After, WWW-Authenticate,
+// Sec-WebSocket-Version) come from the one table in errors.ts.
+const unsupportedProtocol = new HttpError('unsupported_protocol', `The WebSocket must offer subprotocol ${PROTOCOL} in Sec-WebSocket-Protocol`, {
   supported: [PROTOCOL],
 });
-const drainingBody = errorBody('draining');
-const unauthorizedBody = errorBody(
+const draining = new HttpError('draining');
+const unauthorized = new HttpError(
   'unauthorized',
   `A valid API token is required: send Authorization: Bearer <token>, or from a browser the subprotocol ${TOKEN_PROTOCOL_PREFIX}<token> beside ${PROTOCOL}`,
 );
-const forbiddenOriginBody = errorBody('forbidden_origin');
-const tooManyConnectionsBody = errorBody('too_many_connections');
-const badVersionBody = errorBody('upgrade_required', 'Only WebSocket version 13 (RFC 6455) is spoken here', { protocols: [PROTOCOL] });
-const json: Headers = { 'content-type': 'application/json' };
-const refusalHeaders: Readonly<Record<number, Headers>> = {
-  401: { ...json, 'www-authenticate': 'Bearer realm="hooky"' },
-  // RFC 6455 §4.4: name the version the server speaks.
-  426: { ...json, 'sec-websocket-version': '13' },
-  503: { ...json, 'retry-after': '1' },
-};
+const forbiddenOrigin = new HttpError('forbidden_origin');
+const tooManyConnections = new HttpError('too_many_connections');
+const badVersion = new HttpError('upgrade_required', 'Only WebSocket version 13 (RFC 6455) is spoken here', { protocols: [PROTOCOL] });
 
 /**
  * A replay sends its next page once the socket's send buffer is down to this: the page before it
@@ -365,17 +360,17 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
       const authorization = req.getHeader('authorization');
       const version = req.getHeader('sec-websocket-version');
       const protocols = offered.split(',').map((p) => p.trim());
-      const refuse = (status: number, body: string) => {
-        metrics.rejectedUpgrades.inc(status);
-        sendHttp({ res, done: false }, status, body, refusalHeaders[status] ?? json);
+      const refuse = (err: HttpError) => {
+        metrics.rejectedUpgrades.inc(err.status);
+        sendHttpError({ res, done: false }, err);
       };
-      if (deps.isDraining()) return refuse(503, drainingBody);
-      if (version !== '13') return refuse(426, badVersionBody);
-      if (!auth.allowsOrigin(origin)) return refuse(403, forbiddenOriginBody);
-      if (!auth.allowsUpgrade(authorization, protocols)) return refuse(401, unauthorizedBody);
-      if (!protocols.includes(PROTOCOL)) return refuse(400, unsupportedProtocol);
+      if (deps.isDraining()) return refuse(draining);
+      if (version !== '13') return refuse(badVersion);
+      if (!auth.allowsOrigin(origin)) return refuse(forbiddenOrigin);
+      if (!auth.allowsUpgrade(authorization, protocols)) return refuse(unauthorized);
+      if (!protocols.includes(PROTOCOL)) return refuse(unsupportedProtocol);
       // `open` runs inside res.upgrade, synchronously, so `sockets` already counts every upgrade.
-      if (sockets.size >= opts.maxConnections) return refuse(503, tooManyConnectionsBody);
+      if (sockets.size >= opts.maxConnections) return refuse(tooManyConnections);
       const now = Date.now();
       res.upgrade<Conn>(
         {

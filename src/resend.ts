@@ -4,7 +4,7 @@ import { request as httpsRequest } from 'node:https';
 import * as v from 'valibot';
 import { guarded, handler, issuesOf, methodNotAllowed } from './api.js';
 import type { Auth } from './auth.js';
-import { HttpError } from './errors.js';
+import { HttpError, httpErrorOf } from './errors.js';
 import { outgoing } from './forward.js';
 import { readBody, sendError, sendJson, type Exchange } from './http.js';
 import type { Logger } from './log.js';
@@ -79,11 +79,7 @@ export function registerResend(uwsApp: TemplatedApp, opts: ResendOptions, { auth
       const json = /^application\/json\s*(;|$)/i.test(req.getHeader('content-type'));
       readBody(ex, req.getHeader('content-length'), opts.maxApiBodyBytes, (body) => {
         if (!json && allowed.size > 0) return sendError(ex, new HttpError('invalid_request', 'Send the body as Content-Type: application/json'));
-        resend(ex, id, requestId, body).catch((err: unknown) => {
-          if (err instanceof HttpError) return sendError(ex, err);
-          log.error('resend failed', { err });
-          sendError(ex, new HttpError('internal'));
-        });
+        resend(ex, id, requestId, body).catch((err: unknown) => sendError(ex, httpErrorOf(err, log, 'resend')));
       });
     }),
   );

@@ -1,4 +1,4 @@
-import postgres from 'postgres';
+import { mayHaveCommitted } from './db/failure.js';
 import { HttpError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -201,15 +201,3 @@ export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics
 
 export type Writer = ReturnType<typeof createWriter>;
 
-/**
- * False when the INSERT certainly did not commit: the connection was never made, or Postgres
- * answered with an error (a statement that fails is rolled back). Anything else, a connection
- * that closed or reset while the statement was out, leaves the outcome unknown.
- */
-function mayHaveCommitted(err: unknown): boolean {
-  if (err instanceof postgres.PostgresError) return false;
-  const code = (err as { code?: unknown } | null)?.code;
-  return !(typeof code === 'string' && neverSent.has(code));
-}
-
-const neverSent = new Set(['ECONNREFUSED', 'CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'CONNECTION_ENDED']);

@@ -1,0 +1,29 @@
+import postgres from 'postgres';
+
+/**
+ * What a failed query says about the database, in one place: whether Postgres could not be
+ * reached (the REST API and captures answer 503 `storage_unavailable` rather than 500), and
+ * whether a statement that failed may nevertheless have committed (the writer then asks).
+ */
+
+const codeOf = (err: unknown) => (err as { code?: unknown } | null)?.code;
+
+/** Postgres is out of reach: no connection, a connection lost, or the server shutting down (57P0x). */
+export function isUnreachable(err: unknown): boolean {
+  const code = codeOf(err);
+  return typeof code === 'string' && /^(ECONN|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_|57P0)/.test(code);
+}
+
+// The statement never left: the connection was not made, or was already gone.
+const neverSent = new Set(['ECONNREFUSED', 'CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'CONNECTION_ENDED']);
+
+/**
+ * False when a statement certainly did not commit: the connection was never made, or Postgres
+ * answered with an error (a statement that fails is rolled back). Anything else, a connection
+ * that closed or reset while the statement was out, leaves the outcome unknown.
+ */
+export function mayHaveCommitted(err: unknown): boolean {
+  if (err instanceof postgres.PostgresError) return false;
+  const code = codeOf(err);
+  return !(typeof code === 'string' && neverSent.has(code));
+}
