@@ -9,7 +9,7 @@ try {
   process.stderr.write(`${err instanceof ConfigError ? err.message : String(err)}\n`);
   process.exit(1);
 }
-const log = createLogger(config.logLevel);
+const log = createLogger(config.server.logLevel);
 
 const server = await createServer(config, log).catch((err: unknown) => {
   // Start-up failures are about the environment (database, port, binary): the message says
@@ -44,13 +44,13 @@ process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
 
 // Logged once the signals are handled: whoever reads the listening line may stop hooky at once.
-if (config.apiToken === undefined && !isLoopback(config.host)) {
+if (config.auth.apiToken === undefined && !isLoopback(config.server.host)) {
   log.warn(
     `the REST API and /ws need no token and are reachable on ${server.address}: anyone who reaches this port can list, read and delete ` +
       'webhooks and their captures. Set HOOKY_API_TOKEN, or HOST=127.0.0.1 to serve this machine only.',
   );
 }
-const everywhere = config.host === '0.0.0.0' ? 'every IPv4 address of this machine' : config.host === '::' ? 'every address of this machine' : undefined;
+const everywhere = config.server.host === '0.0.0.0' ? 'every IPv4 address of this machine' : config.server.host === '::' ? 'every address of this machine' : undefined;
 log.info(`hooky listening on ${server.address}${everywhere ? ` (${everywhere}; from here: ${server.url})` : ''}`, { port: server.port });
 
 function isLoopback(host: string): boolean {

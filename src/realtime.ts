@@ -48,17 +48,17 @@ interface Conn {
 }
 
 export interface RealtimeOptions {
-  maxWsPayload: number;
-  wsMaxBuffer: number;
-  wsIdleTimeout: number;
+  maxPayload: number;
+  maxBuffer: number;
+  idleTimeout: number;
   maxRooms: number;
   replayLimit: number;
   /** Payload bytes per replay page; a page holds at least one request. */
   maxPageBytes: number;
   maxConnections: number;
   /** Frames per second per connection; 0 = no limit. */
-  wsRateLimit: number;
-  wsRateBurst: number;
+  rateLimit: number;
+  rateBurst: number;
 }
 
 interface Deps {
@@ -131,7 +131,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
       for (const ws of set) {
         const conn = ws.getUserData();
         if (conn.pending === 0) continue; // already checked through another room
-        if (ws.getBufferedAmount() + conn.pending > opts.wsMaxBuffer && !conn.overLimit) {
+        if (ws.getBufferedAmount() + conn.pending > opts.maxBuffer && !conn.overLimit) {
           conn.overLimit = true;
           (flagged ??= []).push(ws);
         }
@@ -144,7 +144,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
   function clearSurvivors(flagged: Socket[]) {
     for (const ws of flagged) {
       const conn = ws.getUserData();
-      if (!conn.closed && ws.getBufferedAmount() <= opts.wsMaxBuffer) conn.overLimit = false;
+      if (!conn.closed && ws.getBufferedAmount() <= opts.maxBuffer) conn.overLimit = false;
     }
   }
 
@@ -274,7 +274,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
   function withinRate(ws: Socket): boolean {
     const conn = ws.getUserData();
     const now = Date.now();
-    conn.tokens = Math.min(opts.wsRateBurst, conn.tokens + ((now - conn.filledAt) * opts.wsRateLimit) / 1000);
+    conn.tokens = Math.min(opts.rateBurst, conn.tokens + ((now - conn.filledAt) * opts.rateLimit) / 1000);
     conn.filledAt = now;
     if (conn.tokens >= 1) {
       conn.tokens -= 1;
@@ -284,18 +284,18 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
       conn.refusedSince = now;
       conn.refused = 0;
     }
-    if (++conn.refused > opts.wsRateBurst) {
+    if (++conn.refused > opts.rateBurst) {
       metrics.rateLimitCloses.inc();
       ws.end(1008, 'rate limit exceeded');
       return false;
     }
-    sendError(ws, 'RATE_LIMITED', undefined, { retryAfterMs: Math.ceil(((1 - conn.tokens) * 1000) / opts.wsRateLimit) });
+    sendError(ws, 'RATE_LIMITED', undefined, { retryAfterMs: Math.ceil(((1 - conn.tokens) * 1000) / opts.rateLimit) });
     return false;
   }
 
   function onMessage(ws: Socket, message: ArrayBuffer, isBinary: boolean) {
-    if (message.byteLength > opts.maxWsPayload) return ws.end(1009, 'message too big');
-    if (opts.wsRateLimit > 0 && !withinRate(ws)) return;
+    if (message.byteLength > opts.maxPayload) return ws.end(1009, 'message too big');
+    if (opts.rateLimit > 0 && !withinRate(ws)) return;
     if (isBinary) return sendError(ws, 'BAD_MESSAGE', undefined, { reason: 'binary frames are not accepted; send JSON text frames' });
     let parsed: unknown;
     try {
@@ -340,12 +340,12 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
     // uWS cuts a frame over its limit at the header, with no close frame (the peer sees 1006).
     // Its limit sits above ours so that frames over ours arrive and get the contract's 1009;
     // only frames over this ceiling are cut, so a peer still cannot make us buffer without bound.
-    maxPayloadLength: hardPayloadCeiling(opts.maxWsPayload),
-    maxBackpressure: opts.wsMaxBuffer,
+    maxPayloadLength: hardPayloadCeiling(opts.maxPayload),
+    maxBackpressure: opts.maxBuffer,
     // A boolean in the C++ binding (the typings say number): a client whose send buffer passes
     // maxBackpressure is closed rather than buffered without bound or silently skipped.
     closeOnBackpressureLimit: 1,
-    idleTimeout: opts.wsIdleTimeout,
+    idleTimeout: opts.idleTimeout,
     sendPingsAutomatically: true,
 
     // Checked in this order, cheapest refusal of the least trusted first: draining (503), a
@@ -377,7 +377,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
           id: randomUUID(),
           rooms: new Set(),
           closed: false,
-          tokens: opts.wsRateBurst,
+          tokens: opts.rateBurst,
           filledAt: now,
           refused: 0,
           refusedSince: now,
@@ -422,7 +422,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
       // after each send and publish (see checkBuffers) tells the two apart.
       if (conn.overLimit && code === 1006 && message.byteLength === 0) {
         metrics.backpressureCloses.inc();
-        log.warn('closed a WebSocket client that could not keep up', { connectionId: conn.id, maxBuffer: opts.wsMaxBuffer });
+        log.warn('closed a WebSocket client that could not keep up', { connectionId: conn.id, maxBuffer: opts.maxBuffer });
       }
     },
   });

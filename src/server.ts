@@ -40,7 +40,7 @@ export interface Server {
  * realtime, realtime publishes them to their rooms.
  */
 export async function createServer(config: Config, log: Logger): Promise<Server> {
-  const db = await openDatabase(config, log);
+  const db = await openDatabase(config.db, log);
   try {
     await migrate(db.sql, log);
   } catch (err) {
@@ -53,31 +53,16 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   let draining = false;
   const isDraining = () => draining;
 
-  const auth = createAuth(config);
-  const retention = createRetention(
-    db.sql,
-    {
-      maxRequests: config.retentionMaxRequests,
-      maxBytes: config.retentionMaxBytes,
-      maxAgeMs: config.retentionMaxAgeMs,
-      intervalMs: config.retentionIntervalMs,
-      batch: config.retentionBatch,
-    },
-    { metrics, log },
-  );
+  const auth = createAuth(config.auth);
+  const retention = createRetention(db.sql, config.retention, { metrics, log });
 
   const app = uws.App();
   // One ceiling for the payload bytes of every REST page and replay page being fetched or sent.
-  const reads = createBudget(config.maxReadBytes, (delta) => metrics.readBytes.inc(delta));
-  const realtime = createRealtime(app, config, { auth, store, webhooks, metrics, log, reads, isDraining });
+  const reads = createBudget(config.reads.maxReadBytes, (delta) => metrics.readBytes.inc(delta));
+  const realtime = createRealtime(app, { ...config.ws, replayLimit: config.reads.replayLimit, maxPageBytes: config.reads.maxPageBytes }, { auth, store, webhooks, metrics, log, reads, isDraining });
   const writer = createWriter(
     store,
-    {
-      maxRows: config.batchMaxRows,
-      maxBytes: config.batchMaxBytes,
-      queueMaxBytes: config.queueMaxBytes,
-      settleTimeoutMs: config.settleTimeoutMs,
-    },
+    config.writer,
     metrics,
     log,
     (rows) => {
@@ -86,16 +71,16 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     },
   );
   let port = 0;
-  const publicUrl = () => config.publicUrl ?? `http://localhost:${port}`;
-  const search = createSearch(db.sql, { scanRows: config.searchScanRows });
-  registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
+  const publicUrl = () => config.server.publicUrl ?? `http://localhost:${port}`;
+  const search = createSearch(db.sql, { scanRows: config.api.searchScanRows });
+  registerCapture(app, config.capture, { webhooks, writer, metrics, log, isDraining });
   registerApi(
     app,
-    { maxApiBodyBytes: config.maxApiBodyBytes, maxPageBytes: config.maxPageBytes, maxWebhooks: config.maxWebhooks, publicUrl },
+    { ...config.api, maxPageBytes: config.reads.maxPageBytes, publicUrl },
     { auth, store, webhooks, log, metrics, reads, onDeleted: realtime.webhookDeleted, search },
   );
-  registerDeletion(app, { batch: config.retentionBatch }, { auth, sql: db.sql, webhooks, log });
-  registerResend(app, { allow: config.resendAllow, timeoutMs: config.resendTimeoutMs, maxApiBodyBytes: config.maxApiBodyBytes }, { auth, store, webhooks, log });
+  registerDeletion(app, { batch: config.retention.batch }, { auth, sql: db.sql, webhooks, log });
+  registerResend(app, { ...config.resend, maxApiBodyBytes: config.api.maxApiBodyBytes }, { auth, store, webhooks, log });
   registerExport(app, { publicUrl }, { auth, sql: db.sql, webhooks, log });
   registerListing(app, { publicUrl }, { auth, sql: db.sql, log });
   registerHealth(app, { metrics, log, isDraining, ping: store.ping });
@@ -103,14 +88,14 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
 
   let listener: Listener;
   try {
-    listener = await listen(app, { host: config.host, port: config.port, share: config.sharePort }, { log, metrics });
+    listener = await listen(app, { host: config.server.host, port: config.server.port, share: config.server.sharePort }, { log, metrics });
   } catch (err) {
     metrics.close();
     await db.close();
     throw err;
   }
   port = listener.port;
-  const anyAddress = config.host === '0.0.0.0' || config.host === '::';
+  const anyAddress = config.server.host === '0.0.0.0' || config.server.host === '::';
   const literal = (h: string) => (h.includes(':') ? `[${h}]` : h);
   log.info('database ready', { database: db.where });
   retention.start();
@@ -126,7 +111,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     // 3. Stop accepting connections.
     listener.close();
     // 4. Commit every capture already accepted; each one answered 2xx is then in Postgres.
-    const flushed = await Promise.race([writer.close().then(() => true), delay(config.shutdownTimeoutMs).then(() => false)]);
+    const flushed = await Promise.race([writer.close().then(() => true), delay(config.server.shutdownTimeoutMs).then(() => false)]);
     if (!flushed) log.error('shutdown timeout: captures still waiting were not stored', { pending: writer.pending });
     // 5. Close what is still open (idle keep-alive connections), so nothing reaches a server
     //    that is going away. The binary has app.close(); its typings do not list it.
@@ -139,8 +124,8 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
 
   return {
     port,
-    url: `http://${anyAddress ? 'localhost' : literal(config.host)}:${port}`,
-    address: `http://${literal(config.host)}:${port}`,
+    url: `http://${anyAddress ? 'localhost' : literal(config.server.host)}:${port}`,
+    address: `http://${literal(config.server.host)}:${port}`,
     metrics,
     close: () => (closing ??= shutdown()),
   };

@@ -6,32 +6,32 @@ const test = suite('config');
 
 test('defaults, with units, when the environment says nothing', () => {
   const c = loadConfig({});
-  assert.is(c.port, 3000);
-  assert.is(c.host, '0.0.0.0');
-  assert.is(c.databaseUrl, undefined);
-  assert.is(c.dataDir, './.hooky');
-  assert.is(c.maxBodyBytes, 10 * 1024 * 1024);
-  assert.is(c.wsMaxBuffer, 2 * 10 * 1024 * 1024 + 1024 * 1024);
-  assert.is(c.trustProxy, 0);
-  assert.is(c.logLevel, 'info');
+  assert.is(c.server.port, 3000);
+  assert.is(c.server.host, '0.0.0.0');
+  assert.is(c.db.url, undefined);
+  assert.is(c.db.dataDir, './.hooky');
+  assert.is(c.capture.maxBodyBytes, 10 * 1024 * 1024);
+  assert.is(c.ws.maxBuffer, 2 * 10 * 1024 * 1024 + 1024 * 1024);
+  assert.is(c.capture.trustProxy, 0);
+  assert.is(c.server.logLevel, 'info');
 });
 
 test('limits, security and retention: defaults with their units', () => {
   const c = loadConfig({});
-  assert.is(c.maxConnections, 10_000);
-  assert.is(c.wsRateLimit, 100);
-  assert.is(c.wsRateBurst, 200);
-  assert.is(c.maxHeaders, 48);
-  assert.is(c.maxHeaderBytes, 16 * 1024);
-  assert.is(c.apiToken, undefined);
-  assert.is(c.allowedOrigins, undefined);
-  assert.is(c.retentionMaxRequests, 10_000);
-  assert.is(c.retentionMaxAgeMs, 7 * 24 * 3600_000);
-  assert.is(c.retentionIntervalMs, 60_000);
-  assert.is(c.retentionBatch, 1000);
-  assert.is(c.retentionMaxBytes, 1024 * 1024 * 1024);
-  assert.is(c.maxWebhooks, 100_000);
-  assert.is(loadConfig({ HOOKY_MAX_WEBHOOKS: '0', HOOKY_RETENTION_MAX_BYTES: '0' }).maxWebhooks, 0);
+  assert.is(c.ws.maxConnections, 10_000);
+  assert.is(c.ws.rateLimit, 100);
+  assert.is(c.ws.rateBurst, 200);
+  assert.is(c.capture.maxHeaders, 48);
+  assert.is(c.capture.maxHeaderBytes, 16 * 1024);
+  assert.is(c.auth.apiToken, undefined);
+  assert.is(c.auth.allowedOrigins, undefined);
+  assert.is(c.retention.maxRequests, 10_000);
+  assert.is(c.retention.maxAgeMs, 7 * 24 * 3600_000);
+  assert.is(c.retention.intervalMs, 60_000);
+  assert.is(c.retention.batch, 1000);
+  assert.is(c.retention.maxBytes, 1024 * 1024 * 1024);
+  assert.is(c.api.maxWebhooks, 100_000);
+  assert.is(loadConfig({ HOOKY_MAX_WEBHOOKS: '0', HOOKY_RETENTION_MAX_BYTES: '0' }).api.maxWebhooks, 0);
 });
 
 test('the API token and allowed origins are checked and normalised', () => {
@@ -40,10 +40,10 @@ test('the API token and allowed origins are checked and normalised', () => {
     HOOKY_ALLOWED_ORIGINS: 'https://App.Example.com, http://localhost:5173 ,',
     HOOKY_RETENTION_MAX_AGE_HOURS: '0',
   });
-  assert.is(c.apiToken, '0123456789abcdef0123');
-  assert.equal(c.allowedOrigins, ['https://app.example.com', 'http://localhost:5173']);
-  assert.ok(Object.isFrozen(c.allowedOrigins));
-  assert.is(c.retentionMaxAgeMs, 0);
+  assert.is(c.auth.apiToken, '0123456789abcdef0123');
+  assert.equal(c.auth.allowedOrigins, ['https://app.example.com', 'http://localhost:5173']);
+  assert.ok(Object.isFrozen(c.auth.allowedOrigins));
+  assert.is(c.retention.maxAgeMs, 0);
   for (const [key, value] of [
     ['HOOKY_API_TOKEN', 'short'],
     ['HOOKY_API_TOKEN', 'has spaces in it, 0123456789'],
@@ -65,13 +65,14 @@ test('values are parsed and the result is frozen', () => {
     HOOKY_PUBLIC_URL: 'https://hooks.example.com/',
     HOOKY_MAX_ROOMS: ' 5 ',
   });
-  assert.is(c.port, 0);
-  assert.is(c.databaseUrl, 'postgres://u@h/db');
-  assert.is(c.trustProxy, 1);
-  assert.is(loadConfig({ HOOKY_TRUST_PROXY: '2' }).trustProxy, 2);
-  assert.is(c.publicUrl, 'https://hooks.example.com');
-  assert.is(c.maxRooms, 5);
+  assert.is(c.server.port, 0);
+  assert.is(c.db.url, 'postgres://u@h/db');
+  assert.is(c.capture.trustProxy, 1);
+  assert.is(loadConfig({ HOOKY_TRUST_PROXY: '2' }).capture.trustProxy, 2);
+  assert.is(c.server.publicUrl, 'https://hooks.example.com');
+  assert.is(c.ws.maxRooms, 5);
   assert.ok(Object.isFrozen(c));
+  assert.ok(Object.isFrozen(c.ws), 'every group is frozen too');
 });
 
 test('every problem is listed in one error', () => {
@@ -93,18 +94,25 @@ test('every problem is listed in one error', () => {
 
 test('the rate burst must cover a rejoin of every room', () => {
   assert.throws(() => loadConfig({ HOOKY_MAX_ROOMS: '401', HOOKY_WS_RATE_BURST: '200' }), /HOOKY_WS_RATE_BURST=200: must be at least half of HOOKY_MAX_ROOMS \(401\)/);
-  assert.is(loadConfig({ HOOKY_MAX_ROOMS: '400', HOOKY_WS_RATE_BURST: '200' }).maxRooms, 400);
-  assert.is(loadConfig({ HOOKY_MAX_ROOMS: '401', HOOKY_WS_RATE_BURST: '200', HOOKY_WS_RATE_LIMIT: '0' }).maxRooms, 401);
+  assert.is(loadConfig({ HOOKY_MAX_ROOMS: '400', HOOKY_WS_RATE_BURST: '200' }).ws.maxRooms, 400);
+  assert.is(loadConfig({ HOOKY_MAX_ROOMS: '401', HOOKY_WS_RATE_BURST: '200', HOOKY_WS_RATE_LIMIT: '0' }).ws.maxRooms, 401);
 });
 
 test('resend is off by default; HOOKY_RESEND_ALLOW takes origins only, lower-cased', () => {
   const d = loadConfig({});
-  assert.is(d.resendAllow, undefined);
-  assert.is(d.resendTimeoutMs, 10_000);
-  assert.is(d.searchScanRows, 10_000);
-  assert.equal(loadConfig({ HOOKY_RESEND_ALLOW: 'http://LOCALHOST:4000, https://hooks.example.com' }).resendAllow, ['http://localhost:4000', 'https://hooks.example.com']);
+  assert.is(d.resend.allow, undefined);
+  assert.is(d.resend.timeoutMs, 10_000);
+  assert.is(d.api.searchScanRows, 10_000);
+  assert.equal(loadConfig({ HOOKY_RESEND_ALLOW: 'http://LOCALHOST:4000, https://hooks.example.com' }).resend.allow, ['http://localhost:4000', 'https://hooks.example.com']);
   assert.throws(() => loadConfig({ HOOKY_RESEND_ALLOW: 'http://localhost:4000/path' }), /HOOKY_RESEND_ALLOW/);
   assert.throws(() => loadConfig({ HOOKY_RESEND_TIMEOUT_MS: '50' }), /HOOKY_RESEND_TIMEOUT_MS="50": must be at least 100/);
+});
+
+test('the settings are grouped by the module they configure, every variable read once', () => {
+  const c = loadConfig({ HOOKY_BATCH_MAX_ROWS: '7', HOOKY_RETENTION_MAX_AGE_HOURS: '2' });
+  assert.equal(Object.keys(c).sort(), ['api', 'auth', 'capture', 'db', 'reads', 'resend', 'retention', 'server', 'writer', 'ws']);
+  assert.is(c.writer.maxRows, 7);
+  assert.is(c.retention.maxAgeMs, 2 * 3600_000, 'given in hours, kept in ms');
 });
 
 test.run();

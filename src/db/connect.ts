@@ -12,11 +12,11 @@ export interface Database {
 }
 
 /** DATABASE_URL when set; otherwise an embedded PostgreSQL kept in HOOKY_DATA_DIR. */
-export async function openDatabase(config: Config, log: Logger): Promise<Database> {
-  const embedded = config.databaseUrl === undefined ? await startEmbedded(config.dataDir, log) : undefined;
-  const url = config.databaseUrl ?? embedded!.url;
+export async function openDatabase(opts: Config['db'], log: Logger): Promise<Database> {
+  const embedded = opts.url === undefined ? await startEmbedded(opts.dataDir, log) : undefined;
+  const url = opts.url ?? embedded!.url;
   const sql = postgres(url, {
-    max: config.pgPoolSize,
+    max: opts.poolSize,
     // Fail fast when Postgres is gone, so captures get a 503 instead of hanging.
     connect_timeout: 5,
     // postgres.js waits (0.5–1) × min(3^failures / 100, 20) s before reconnecting, the failures
