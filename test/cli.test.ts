@@ -116,6 +116,31 @@ create('with HOOKY_API_TOKEN on the server: --token or $HOOKY_API_TOKEN sends it
 
 create.run();
 
+// --- what the command loads ----------------------------------------------------------------------
+
+const imports = withCleanup('hooky\'s imports');
+
+imports('create and listen load the SDK, protocol, forward, format, rest and payload, never uWS; only serve loads the server', async () => {
+  const { build } = await import('esbuild');
+  const result = await build({
+    entryPoints: [new URL('../src/cli.ts', import.meta.url).pathname],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    write: false,
+    metafile: true,
+    logLevel: 'silent',
+    packages: 'external',
+    // serve's `import('./main.js')`, the one way into the server.
+    plugins: [{ name: 'serve', setup: (b) => b.onResolve({ filter: /^\.\/main\.js$/ }, (a) => ({ path: a.path, external: true })) }],
+  });
+  const ours = Object.keys(result.metafile.inputs).filter((i) => i.startsWith('src/') && !i.startsWith('src/client/'));
+  assert.equal(ours.sort(), ['src/cli.ts', 'src/format.ts', 'src/forward.ts', 'src/listener.ts', 'src/payload.ts', 'src/protocol.ts', 'src/rest.ts']);
+  assert.not.match(result.outputFiles[0]!.text, /uWebSockets|uws-js-unofficial/);
+});
+
+imports.run();
+
 // --- hooky serve -------------------------------------------------------------------------------
 
 const serve = withCleanup('hooky serve');
