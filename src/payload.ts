@@ -50,3 +50,14 @@ export function parseQuery(raw: string): Record<string, string | string[]> {
 export function bodyBytes(p: Pick<CapturedRequest, 'body' | 'bodyEncoding'>): Buffer {
   return p.body === null ? Buffer.alloc(0) : Buffer.from(p.body, p.bodyEncoding);
 }
+
+/**
+ * The query as it arrived, without the `?`; for a payload stored before `rawQuery` was kept,
+ * rebuilt from `queryParams` (form-encoded: a space comes back as `+`).
+ */
+export function rawQueryOf(p: Pick<CapturedRequest, 'rawQuery' | 'queryParams'>): string {
+  if (p.rawQuery !== undefined) return p.rawQuery;
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(p.queryParams)) for (const v of Array.isArray(value) ? value : [value]) query.append(name, v);
+  return query.toString();
+}

@@ -103,6 +103,13 @@ test('resend sends method, sub-path, query, headers less hop-by-hop and the exac
   assert.is(got.headers.host, new URL(ctx.ok.origin).host);
 });
 
+test('resend sends the captured query and the target\'s own query byte for byte, as they arrived', async (ctx) => {
+  const c = await captured(ctx.s, '/q?sp=a+b&t=a%20b~&e=', 'x');
+  const r = (await (await resend(ctx.s, c, { url: `${ctx.ok.origin}/in?k=a%20b` })).json()) as { url: string };
+  assert.is(r.url, `${ctx.ok.origin}/in/q?k=a%20b&sp=a+b&t=a%20b~&e=`);
+  assert.is(ctx.ok.received.at(-1)!.url, '/in/q?k=a%20b&sp=a+b&t=a%20b~&e=');
+});
+
 test('resend is off without HOOKY_RESEND_ALLOW: 403 resend_disabled, nothing sent', async (ctx) => {
   const s = await startServer();
   try {
