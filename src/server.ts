@@ -11,6 +11,7 @@ import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { createRealtime } from './realtime.js';
 import { createRetention } from './retention.js';
+import { registerStatic } from './static.js';
 import { createStore } from './store.js';
 import { uws, type us_listen_socket } from './uws.js';
 import { createWebhookCache } from './webhooks.js';
@@ -78,6 +79,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
   registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { auth, store, webhooks, log, onDeleted: realtime.webhookDeleted });
   registerHealth(app, { metrics, isDraining, ping: store.ping });
+  registerStatic(app);
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
 
   const listenSocket = await new Promise<us_listen_socket | false>((resolve) => app.listen(config.host, config.port, resolve));
