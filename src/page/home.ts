@@ -6,6 +6,9 @@ interface Webhook {
   id: string;
   url: string;
   createdAt: string;
+  /** From the listing route: stored requests, counted up to a cap. */
+  requestCount?: number;
+  requestCountCapped?: boolean;
 }
 
 // Webhooks created from this browser, for a server without a listing route.
@@ -55,6 +58,7 @@ export async function home(root: HTMLElement): Promise<void> {
             { 'data-webhook-id': w.id },
             h('a', { href: `/inspect/${encodeURIComponent(w.id)}`, class: 'wid' }, w.id),
             h('code', { class: 'muted' }, w.url),
+            w.requestCount !== undefined ? h('span', { class: 'muted' }, `${w.requestCount.toLocaleString()}${w.requestCountCapped ? '+' : ''} requests`) : null,
             h('span', { class: 'muted' }, new Date(w.createdAt).toLocaleString()),
             h('a', { href: `/inspect/${encodeURIComponent(w.id)}`, class: 'button' }, 'Open'),
             h(

@@ -170,15 +170,28 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
 
   let cursor: string | null | undefined; // the server's `next`; null: nothing older
   let generation = 0; // a reset makes answers to earlier requests stale
+  /**
+   * Reads pages newest first until `limit` requests were added. A filtered page may come back short,
+   * even empty, with a `next` (the server examines a bounded number of rows per page): follow it.
+   */
   async function loadPage(limit: number, before?: string): Promise<void> {
     const gen = generation;
     olderButton.disabled = true;
     listStatus.textContent = 'loading…';
     try {
-      const page = await apiJson<Page>(`${base}/requests?${queryOf(before ? { limit: String(limit), before } : { limit: String(limit) })}`);
-      if (gen !== generation) return;
-      list.add(page.requests);
-      cursor = page.next;
+      let added = 0;
+      let from = before;
+      for (let pages = 0; added < limit && pages < 50; pages++) {
+        const q: Record<string, string> = { limit: String(limit - added) };
+        if (from) q.before = from;
+        const page = await apiJson<Page>(`${base}/requests?${queryOf(q)}`);
+        if (gen !== generation) return;
+        added += list.add(page.requests);
+        cursor = page.next;
+        if (cursor === null) break;
+        from = cursor;
+        if (!searching()) break;
+      }
       listStatus.textContent = '';
     } catch (err) {
       if (gen !== generation) return;
@@ -191,7 +204,7 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
       }
     }
   }
-  const loadOlder = () => loadPage(olderPage, list.oldest()?.id);
+  const loadOlder = () => loadPage(olderPage, cursor ?? list.oldest()?.id);
 
   async function applyFilters(f: Filters) {
     filters = f;
