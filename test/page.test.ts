@@ -57,7 +57,7 @@ async function openInspector(page: Page, base: string, id: string) {
 
 async function selectRow(page: Page, requestId: string) {
   await page.click(`[data-request-id="${requestId}"]`);
-  await page.waitForSelector(`.detail code.detail-path`);
+  await page.waitForSelector(`.detail[data-detail-id="${requestId}"] .body-root > *`);
 }
 
 function setup(name: string, env: Record<string, string> = {}) {
@@ -396,7 +396,7 @@ function registerSuites() {
   token.run();
 
   // --- search, resend, export: routes of the REST API -------------------------------------------
-  const rest = setup('search, resend and export from the page', { HOOKY_RESEND_ALLOW: 'http://127.0.0.1' });
+  const rest = setup('search, resend and export from the page');
   rest('search finds a body string on an older page', async ({ browser, srv }) => {
     const { id } = await createWebhook(srv.url);
     const needle = `needle-${randomBytes(4).toString('hex')}`;
@@ -415,7 +415,7 @@ function registerSuites() {
     await page.close();
   });
 
-  rest('resend reaches a local target byte-exact and shows its answer', async ({ browser, srv }) => {
+  rest('resend reaches a local target byte-exact and shows its answer', async ({ browser }) => {
     const got: { method: string; url: string; headers: IncomingHttpHeaders; body: Buffer }[] = [];
     const target = createHttpServer((req, res) => {
       const chunks: Buffer[] = [];
@@ -426,8 +426,9 @@ function registerSuites() {
       });
     });
     await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+    const port = (target.address() as AddressInfo).port;
+    const srv = await startServer({ HOOKY_RESEND_ALLOW: `http://127.0.0.1:${port}` });
     try {
-      const port = (target.address() as AddressInfo).port;
       const { id } = await createWebhook(srv.url);
       const body = Buffer.concat([Buffer.from('{"a":1}'), randomBytes(64)]);
       const rid = await capture(srv.url, id, { method: 'PUT', path: '/deep/path?x=1&y=2', headers: { 'content-type': 'application/octet-stream', 'x-custom': 'kept' }, body });
@@ -450,6 +451,7 @@ function registerSuites() {
       await page.close();
     } finally {
       target.close();
+      await srv.close();
     }
   });
 

@@ -109,11 +109,18 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
   // --- list -----------------------------------------------------------------------------
   const detail = h('main', { class: 'detail', 'aria-label': 'Request detail' }, h('p', { class: 'empty muted' }, 'Select a request, or send one to the URL above.'));
   let follow = true;
+  let shownNext: CapturedRequest | undefined;
   const list = createList({
     onSelect(req, byUser) {
       if (byUser && req.id !== list.newest()?.id) setFollow(false);
       document.body.classList.add('show-detail');
-      void showDetail(req);
+      // Following a fast stream, draw the detail once per frame, of the newest selection.
+      if (shownNext === undefined) requestAnimationFrame(() => {
+        const next = shownNext!;
+        shownNext = undefined;
+        void showDetail(next);
+      });
+      shownNext = req;
       updateCounts();
     },
   });
@@ -299,12 +306,13 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
       ),
       kvTable('Summary', summary, 'summary'),
       sig,
-      resend,
+      h('section', { class: 'card' }, h('h3', {}, 'Body'), bodyRoot),
       kvTable('Headers', Object.entries(req.headers), 'headers'),
       kvTable('Query', Object.entries(req.queryParams).flatMap(([k, v]) => (Array.isArray(v) ? v : [v]).map((x) => [k, x] as [string, string])), 'query'),
-      h('section', { class: 'card' }, h('h3', {}, 'Body'), bodyRoot),
+      resend,
     );
     detail.scrollTop = 0;
+    detail.dataset.detailId = req.id;
     await renderBody(req, bodyRoot);
   }
 
@@ -367,7 +375,7 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
             localStorage.setItem(`hooky.resend.${webhookId}`, target.value);
             out.replaceChildren(h('span', { class: 'muted' }, 'sending…'));
             try {
-              const r = await apiJson<Record<string, unknown>>(`${base}/requests/${req.id}/resend`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: target.value }) });
+              const r = await apiJson<Resent>(`${base}/requests/${req.id}/resend`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: target.value }) });
               out.replaceChildren(resendView(r));
             } catch (err) {
               out.replaceChildren(h('p', { class: 'error' }, err instanceof ApiError ? `${err.status} ${err.code}: ${err.message}` : String(err)));
@@ -472,16 +480,37 @@ function kvTable(title: string, rows: [string, string][], cls: string): HTMLElem
   );
 }
 
-function resendView(r: Record<string, unknown>): HTMLElement {
-  const headers = (r.headers ?? {}) as Record<string, string>;
-  const body = r.body ?? r.bodyExcerpt;
-  const ms = r.durationMs ?? r.timeMs ?? r.ms;
+interface Resent {
+  url?: string;
+  status: number;
+  statusText?: string;
+  headers?: Record<string, string>;
+  body?: string | null;
+  bodyEncoding?: 'utf8' | 'base64';
+  size?: number;
+  truncated?: boolean;
+  durationMs?: number;
+}
+
+/** The target's answer to a resend: status, timing, headers and the body excerpt. */
+function resendView(r: Resent): HTMLElement {
+  const headers = r.headers ?? {};
   return h(
     'div',
     {},
-    h('p', {}, h('strong', { class: 'resend-status' }, String(r.status ?? '?')), ms !== undefined ? ` in ${String(ms)} ms` : '', r.truncated ? ' (body cut)' : ''),
-    Object.keys(headers).length ? h('table', { class: 'kv' }, h('tbody', {}, ...Object.entries(headers).map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, String(v)))))) : null,
-    body !== undefined && body !== null ? h('pre', { class: 'body' }, String(body)) : null,
+    h(
+      'p',
+      {},
+      h('strong', { class: 'resend-status' }, String(r.status)),
+      ` ${r.statusText ?? ''}`,
+      r.durationMs !== undefined ? ` in ${r.durationMs} ms` : '',
+      r.url ? h('span', { class: 'muted' }, ` from ${r.url}`) : null,
+    ),
+    Object.keys(headers).length ? h('table', { class: 'kv' }, h('tbody', {}, ...Object.entries(headers).map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, v))))) : null,
+    r.body === undefined || r.body === null
+      ? h('p', { class: 'muted' }, 'No body.')
+      : h('pre', { class: 'body' }, r.bodyEncoding === 'base64' ? `(binary, base64) ${r.body}` : r.body),
+    r.truncated ? h('p', { class: 'note' }, `Only the first part of the ${r.size !== undefined ? `${r.size.toLocaleString()}-byte ` : ''}answer is shown: the server reads at most 64 KiB.`) : null,
   );
 }
 
