@@ -335,6 +335,62 @@ function registerSuites() {
     assert.is(await verdict(tampered), 'invalid');
     await page.close();
   });
+  detail('checks Standard Webhooks, Shopify, Slack and a generic HMAC header, and flags a stale Stripe timestamp', async ({ browser, srv }) => {
+    const { id } = await createWebhook(srv.url);
+    const body = '{"event":"order.paid","total":"12.30"}';
+    const t = Math.floor(Date.now() / 1000);
+    const key = randomBytes(24);
+    const stdSecret = `whsec_${key.toString('base64')}`;
+    const std = await capture(srv.url, id, {
+      headers: { 'content-type': 'application/json', 'webhook-id': 'msg_1', 'webhook-timestamp': String(t), 'webhook-signature': `v1,${createHmac('sha256', key).update(`msg_1.${t}.${body}`).digest('base64')}` },
+      body,
+    });
+    const secret = 'shpss_or_slack_secret';
+    const shopify = await capture(srv.url, id, { headers: { 'x-shopify-hmac-sha256': createHmac('sha256', secret).update(body).digest('base64') }, body });
+    const slack = await capture(srv.url, id, { headers: { 'x-slack-request-timestamp': String(t), 'x-slack-signature': `v0=${createHmac('sha256', secret).update(`v0:${t}:${body}`).digest('hex')}` }, body });
+    const generic = await capture(srv.url, id, { headers: { 'x-signature': createHmac('sha256', secret).update(body).digest('hex') }, body });
+    const old = t - 3600;
+    const stale = await capture(srv.url, id, { headers: { 'stripe-signature': `t=${old},v1=${createHmac('sha256', secret).update(`${old}.${body}`).digest('hex')}` }, body });
+    const page = await browser.context.newPage();
+    await openInspector(page, srv.url, id);
+    const verdict = async (rid: string, s: string) => {
+      await selectRow(page, rid);
+      await page.fill('input[name="secret"]', s);
+      await page.click('.signature button[type="submit"]');
+      await page.waitForSelector('.verdict[data-verdict]');
+      return [await page.inputValue('select[name="scheme"]'), await page.getAttribute('.verdict', 'data-verdict')];
+    };
+    assert.equal(await verdict(std, stdSecret), ['standard', 'valid']);
+    assert.equal(await verdict(std, `whsec_${randomBytes(24).toString('base64')}`), ['standard', 'invalid']);
+    assert.equal(await verdict(shopify, secret), ['shopify', 'valid']);
+    assert.equal(await verdict(slack, secret), ['slack', 'valid']);
+    assert.equal(await verdict(generic, secret), ['generic', 'valid']);
+    assert.equal(await verdict(generic, 'wrong'), ['generic', 'invalid']);
+    assert.equal(await verdict(stale, secret), ['stripe', 'skew']);
+    await page.close();
+  });
+
+  detail('copy as curl reproduces the method, path, query, headers and exact bytes', async ({ browser, srv }) => {
+    const { id } = await createWebhook(srv.url);
+    const bodies = [Buffer.from("it's \"quoted\" $HOME `x` \\ \n\ttext é"), Buffer.concat([Buffer.from([0, 1, 0xff, 0x27]), randomBytes(200)])];
+    await browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: srv.url });
+    const page = await browser.context.newPage();
+    await openInspector(page, srv.url, id);
+    const { execFile } = await import('node:child_process');
+    for (const body of bodies) {
+      const rid = await capture(srv.url, id, { method: 'PATCH', path: "/it's/here?a=1&b=two+words", headers: { 'content-type': 'application/octet-stream', 'x-custom': "v'1" }, body });
+      await selectRow(page, rid);
+      await page.click('.detail-head button:text("Copy as curl")');
+      const cmd = await page.evaluate(() => navigator.clipboard.readText());
+      const out = await new Promise<string>((resolve, reject) => execFile('bash', ['-c', cmd], (err, stdout) => (err ? reject(err) : resolve(stdout))));
+      const again = (JSON.parse(out) as { id: string }).id;
+      const [a, b] = await Promise.all([rid, again].map(async (r) => JSON.parse((await http('GET', `${srv.url}/api/webhooks/${id}/requests/${r}`)).text) as Record<string, unknown>));
+      for (const field of ['method', 'path', 'queryParams', 'body', 'bodyEncoding', 'size']) assert.equal(b![field], a![field], field);
+      assert.is((b!.headers as Record<string, string>)['x-custom'], "v'1");
+      await page.waitForSelector(`[data-request-id="${again}"]`);
+    }
+    await page.close();
+  });
   detail.run();
 
   // --- a server restart ------------------------------------------------------------------------

@@ -16,11 +16,11 @@ const knownKey = 'hooky.webhooks';
 const known = (): string[] => JSON.parse(localStorage.getItem(knownKey) ?? '[]') as string[];
 const remember = (ids: string[]) => localStorage.setItem(knownKey, JSON.stringify([...new Set(ids)]));
 
-async function listWebhooks(): Promise<{ webhooks: Webhook[]; fromServer: boolean }> {
-  const res = await api('/api/webhooks');
+async function listWebhooks(before?: string): Promise<{ webhooks: Webhook[]; fromServer: boolean; next?: string | null }> {
+  const res = await api(`/api/webhooks${before ? `?before=${encodeURIComponent(before)}` : ''}`);
   if (res.ok) {
-    const body = (await res.json()) as Webhook[] | { webhooks: Webhook[] };
-    return { webhooks: Array.isArray(body) ? body : body.webhooks, fromServer: true };
+    const body = (await res.json()) as { webhooks: Webhook[]; next: string | null };
+    return { webhooks: body.webhooks, fromServer: true, next: body.next };
   }
   const found: Webhook[] = [];
   for (const id of known()) {
@@ -45,12 +45,15 @@ export async function home(root: HTMLElement): Promise<void> {
   const body = h('textarea', { name: 'body', rows: 2, placeholder: 'response body (empty: {"ok":true,"id":…})', 'aria-label': 'Response body' });
   const delay = h('input', { name: 'delayMs', type: 'number', min: 0, max: 30000, placeholder: '0', 'aria-label': 'Response delay (ms)' });
 
-  async function refresh() {
+  const more = h('button', { type: 'button', hidden: true, onclick: () => void refresh(more.dataset.next) }, 'More');
+  async function refresh(before?: string) {
     try {
-      const { webhooks, fromServer } = await listWebhooks();
-      clear(listEl);
+      const { webhooks, fromServer, next } = await listWebhooks(before);
+      if (!before) clear(listEl);
+      more.hidden = !next;
+      if (next) more.dataset.next = next;
       source.textContent = fromServer ? '' : 'This server does not list webhooks; shown are those created from this browser.';
-      if (webhooks.length === 0) listEl.append(h('li', { class: 'muted' }, 'No webhook yet.'));
+      if (webhooks.length === 0 && !before) listEl.append(h('li', { class: 'muted' }, 'No webhook yet.'));
       for (const w of webhooks) {
         listEl.append(
           h(
@@ -115,7 +118,7 @@ export async function home(root: HTMLElement): Promise<void> {
 
   root.append(
     h('header', { class: 'top' }, h('a', { href: '/', class: 'brand' }, 'hooky'), h('span', { class: 'crumb' }, 'webhook inspector')),
-    h('main', { class: 'home' }, form, h('section', { class: 'card' }, h('h2', {}, 'Webhooks'), source, listEl)),
+    h('main', { class: 'home' }, form, h('section', { class: 'card' }, h('h2', {}, 'Webhooks'), source, listEl, more)),
   );
   await refresh();
 }

@@ -454,6 +454,11 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
   client.on('joined', () => {
     lostAt = undefined;
   });
+  // The browser knows at once when the network is gone; the SDK would find out at its next ping.
+  window.addEventListener('offline', () => setConn('offline', 'offline · this device has no network'));
+  window.addEventListener('online', () => {
+    if (conn.dataset.connectionState === 'offline') setConn('reconnecting', 'network back · reconnecting…');
+  });
   try {
     await client.join(webhookId);
   } catch (err) {
