@@ -50,6 +50,7 @@ async function captureMany(base: string, id: string, n: number, concurrency = 32
 const listedIds = (page: Page) => page.evaluate(() => (window as unknown as { hookyInspector?: { ids(): string[] } }).hookyInspector?.ids() ?? []);
 
 async function openInspector(page: Page, base: string, id: string) {
+  page.on('pageerror', (err) => process.stderr.write(`page error: ${err.stack ?? err.message}\n`));
   await page.goto(`${base}/inspect/${id}`);
   await page.waitForSelector('[data-connection-state="connected"]');
   await page.waitForFunction(() => 'hookyInspector' in window);
@@ -206,7 +207,7 @@ function registerSuites() {
       await page.click('.detail-head button.danger');
       await eventually(async () => !(await listedIds(page)).includes(ids[0]!), 3000, 'row removed');
       assert.is((await http('GET', `${srv.url}/api/webhooks/${id}/requests/${ids[0]}`)).status, 404);
-      await page.click('.list-tools button.danger');
+      await page.click('.list-foot button.danger');
       await eventually(async () => (await listedIds(page)).length === 0, 3000, 'list emptied');
       const left = JSON.parse((await http('GET', `${srv.url}/api/webhooks/${id}/requests`)).text) as { requests: unknown[] };
       assert.is(left.requests.length, 0);
@@ -615,35 +616,43 @@ function registerSuites() {
   big.run();
 }
 
-/** docs/inspector-{light,dark,narrow}.png, of a webhook with a few kinds of request. */
+/** docs/inspector-{light,dark,narrow}.png: a few kinds of request, the last three arriving live. */
 async function screenshots(browser: Browser, srv: TestServer) {
-  const { id } = await createWebhook(srv.url, { id: 'stripe-dev' + randomBytes(2).toString('hex') });
   const secret = 'whsec_demo';
-  const bodies = [
-    { path: '/github?delivery=1', headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-hub-signature-256': 'sha256=' + createHmac('sha256', secret).update('{"ref":"refs/heads/main","commits":3}').digest('hex') }, body: '{"ref":"refs/heads/main","commits":3}' },
+  const stripeRequest = () => {
+    const t = Math.floor(Date.now() / 1000);
+    const body = '{"id":"evt_1QxZ","type":"payment_intent.succeeded","data":{"object":{"amount":2000,"currency":"eur"}}}';
+    return { path: '/stripe', headers: { 'content-type': 'application/json', 'user-agent': 'Stripe/1.0 (+https://stripe.com/docs/webhooks)', 'stripe-signature': `t=${t},v1=${createHmac('sha256', secret).update(`${t}.${body}`).digest('hex')}` }, body };
+  };
+  const github = '{"ref":"refs/heads/main","commits":3}';
+  const before = [
+    { path: '/github?delivery=1', headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-hub-signature-256': 'sha256=' + createHmac('sha256', secret).update(github).digest('hex') }, body: github },
     { path: '/form', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'name=Ada+Lovelace&lang=en' },
+  ];
+  const live = () => [
     { path: '/upload', headers: { 'content-type': 'application/octet-stream' }, body: randomBytes(96) },
     { method: 'PUT', path: '/orders/42?expand=items', headers: { 'content-type': 'application/xml' }, body: '<order><id>42</id><total>99.50</total></order>' },
+    stripeRequest(),
   ];
-  for (const b of bodies) await capture(srv.url, id, b);
-  const t = Math.floor(Date.now() / 1000);
-  const stripeBody = '{"id":"evt_1QxZ","type":"payment_intent.succeeded","data":{"object":{"amount":2000,"currency":"eur"}}}';
-  await capture(srv.url, id, { path: '/stripe', headers: { 'content-type': 'application/json', 'user-agent': 'Stripe/1.0 (+https://stripe.com/docs/webhooks)', 'stripe-signature': `t=${t},v1=${createHmac('sha256', secret).update(`${t}.${stripeBody}`).digest('hex')}` }, body: stripeBody });
   for (const [scheme, file, size] of [
     ['light', 'inspector-light.png', { width: 1280, height: 860 }],
     ['dark', 'inspector-dark.png', { width: 1280, height: 860 }],
     ['light', 'inspector-narrow.png', { width: 390, height: 844 }],
   ] as const) {
+    const { id } = await createWebhook(srv.url, { id: `stripe-dev-${randomBytes(2).toString('hex')}` });
+    for (const b of before) await capture(srv.url, id, b);
     const page = await browser.context.newPage();
     await page.setViewportSize(size);
     await page.emulateMedia({ colorScheme: scheme });
+    await page.goto(`${srv.url}/`);
+    await page.evaluate(([w, s]) => localStorage.setItem(`hooky.secret.${w}.stripe`, s!), [id, secret]);
     await openInspector(page, srv.url, id);
-    await page.waitForSelector('.detail .signature');
-    await page.evaluate((s) => localStorage.setItem(`hooky.secret.${location.pathname.split('/').pop()}.stripe`, s), secret);
-    const newest = (await listedIds(page))[0]!;
-    await page.reload();
-    await page.waitForSelector('[data-connection-state="connected"]');
-    await page.waitForSelector(`[data-request-id="${newest}"].selected`);
+    // Follow off while they arrive, so two stay unread; then the newest is opened.
+    await page.click('.follow input');
+    let last = '';
+    for (const b of live()) last = await capture(srv.url, id, b);
+    await page.click(`[data-request-id="${last}"]`);
+    await page.waitForSelector(`[data-request-id="${last}"].selected`);
     await page.waitForSelector('.verdict[data-verdict]');
     if (file === 'inspector-narrow.png') await page.click('.back');
     await page.screenshot({ path: new URL(`../docs/${file}`, import.meta.url).pathname });

@@ -113,7 +113,8 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
   const list = createList({
     onSelect(req, byUser) {
       if (byUser && req.id !== list.newest()?.id) setFollow(false);
-      document.body.classList.add('show-detail');
+      // On a phone the detail covers the list: open it for a tap, not for each arrival followed.
+      if (byUser) document.body.classList.add('show-detail');
       // Following a fast stream, draw the detail once per frame, of the newest selection.
       if (shownNext === undefined) requestAnimationFrame(() => {
         const next = shownNext!;
@@ -253,9 +254,9 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
     { class: 'list-pane' },
     searchForm,
     searchNote,
-    h('div', { class: 'list-tools' }, count, h('label', { class: 'follow' }, followBox, ' follow newest'), h('button', { type: 'button', onclick: () => { list.markAllRead(); updateCounts(); } }, 'Mark read'), deleteAll),
+    h('div', { class: 'list-tools' }, count, h('label', { class: 'follow' }, followBox, ' follow newest'), h('button', { type: 'button', onclick: () => { list.markAllRead(); updateCounts(); } }, 'Mark read')),
     list.el,
-    h('div', { class: 'list-foot' }, olderButton, listStatus),
+    h('div', { class: 'list-foot' }, olderButton, listStatus, h('span', { class: 'spacer-flex' }), deleteAll),
   );
   root.append(top, capture, h('div', { class: 'main' }, listPane, detail));
 
@@ -313,6 +314,8 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
     );
     detail.scrollTop = 0;
     detail.dataset.detailId = req.id;
+    list.markRead(req.id);
+    updateCounts();
     await renderBody(req, bodyRoot);
   }
 

@@ -162,7 +162,6 @@ export function createList(opts: ListOptions) {
     const req = byId.get(id);
     if (!req) return;
     selected = id;
-    unread.delete(id);
     scrollIntoView(viewIndex(id));
     schedule();
     opts.onSelect(req, byUser);
@@ -206,6 +205,10 @@ export function createList(opts: ListOptions) {
     newest: () => at(0),
     oldest: () => asc[0],
     has: (id: string) => byId.has(id),
+    /** Its detail was shown. */
+    markRead(id: string) {
+      if (unread.delete(id)) schedule();
+    },
     unreadCount: () => unread.size,
     markAllRead() {
       unread.clear();
