@@ -112,7 +112,7 @@ export async function home(root: HTMLElement): Promise<void> {
     },
     h('h2', {}, 'New webhook'),
     h('div', { class: 'row' }, id, h('button', { type: 'submit', class: 'primary' }, 'Create')),
-    h('details', {}, h('summary', {}, 'Custom response'), h('div', { class: 'row' }, status, ctype, delay), body),
+    h('details', {}, h('summary', {}, 'Custom response'), h('div', { class: 'row' }, field('status', status), field('content-type', ctype), field('delay (ms)', delay)), field('body', body)),
     error,
   );
 
@@ -122,3 +122,5 @@ export async function home(root: HTMLElement): Promise<void> {
   );
   await refresh();
 }
+
+const field = (label: string, input: HTMLElement) => h('label', { class: 'field' }, label, input);

@@ -325,13 +325,14 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
     const secretKey = () => `hooky.secret.${webhookId}.${schemeSel.value}`;
     const secret = h('input', { type: 'password', name: 'secret', placeholder: 'signing secret (stays in this browser)', autocomplete: 'off', 'aria-label': 'Signing secret' });
     const headerName = h('input', { name: 'sig-header', value: localStorage.getItem(`hooky.sigheader.${webhookId}`) ?? 'x-signature', 'aria-label': 'Signature header', class: 'sig-header' });
+    // Verdicts and resend answers stay with their request while the page lives (kept only once made).
     const out = checks.get(req.id) ?? h('span', { class: 'verdict' });
-    checks.set(req.id, out);
     const run = async () => {
       if (!secret.value) return;
       localStorage.setItem(secretKey(), secret.value);
       localStorage.setItem(`hooky.sigheader.${webhookId}`, headerName.value);
       const check = await verify(req, schemeSel.value as Scheme, secret.value, headerName.value);
+      checks.set(req.id, out);
       out.dataset.verdict = check.verdict;
       out.textContent = `${check.verdict === 'skew' ? 'timestamp skew' : check.verdict}: ${check.detail}`;
     };
@@ -364,7 +365,6 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
   function resendPane(req: CapturedRequest): HTMLElement {
     const target = h('input', { type: 'url', name: 'target', required: true, placeholder: 'http://localhost:4000/webhooks', value: localStorage.getItem(`hooky.resend.${webhookId}`) ?? '', 'aria-label': 'Resend target' });
     const out = resendResults.get(req.id) ?? h('div', { class: 'resend-result' });
-    resendResults.set(req.id, out);
     return h(
       'section',
       { class: 'card resend' },
@@ -376,6 +376,7 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
           onsubmit: async (ev: Event) => {
             ev.preventDefault();
             localStorage.setItem(`hooky.resend.${webhookId}`, target.value);
+            resendResults.set(req.id, out);
             out.replaceChildren(h('span', { class: 'muted' }, 'sending…'));
             try {
               const r = await apiJson<Resent>(`${base}/requests/${req.id}/resend`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: target.value }) });
@@ -408,7 +409,7 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
   const client: HookyClient = createClient(location.origin, t ? { token: t } : {});
   let everConnected = false;
   let lostAt: number | undefined;
-  let resume: { at: number; filled: number } | undefined;
+  let resume: { at: number; filled: number; gap: string } | undefined;
   client.on('connected', () => {
     if (countdown) clearInterval(countdown);
     if (!everConnected) setConn('connected', 'live');
@@ -418,13 +419,16 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
       everConnected = true;
       return;
     }
-    resume = { at: Date.now(), filled: 0 };
-    setConn('connected', `live · resumed after ${(((resume.at - (lostAt ?? resume.at)) / 1000) | 0) || '<1'} s, 0 filled in`);
+    const now = Date.now();
+    const gap = (now - (lostAt ?? now)) / 1000;
+    resume = { at: now, filled: 0, gap: gap < 1 ? '<1 s' : `${gap.toFixed(0)} s` };
+    setConn('connected', `live · resumed after ${resume.gap}, 0 filled in`);
   });
+  // Filled in: requests the resume replayed, i.e. captured (by their timestamp) before the rejoin.
   client.on('new-request', (req) => {
     if (resume && Date.parse(req.timestamp) <= resume.at) {
       resume.filled++;
-      setConn('connected', `live · resumed, ${resume.filled} filled in`);
+      setConn('connected', `live · resumed after ${resume.gap}, ${resume.filled} filled in`);
     }
     if (searching()) {
       hiddenLive++;
@@ -452,7 +456,7 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
   });
   client.on('error', (e) => {
     if (e.code === 'REFUSED') setConn('offline', `offline · ${e.message}`);
-    else if (e.code === 'WEBHOOK_DELETED') setConn('offline', 'offline · this webhook was deleted');
+    else if (e.code === 'WEBHOOK_DELETED' || e.code === 'WEBHOOK_NOT_FOUND') setConn('offline', 'offline · this webhook was deleted');
   });
   client.on('joined', () => {
     lostAt = undefined;
