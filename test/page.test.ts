@@ -129,7 +129,10 @@ function registerSuites() {
       await page.waitForSelector(`[data-request-id="${sent[i]}"]`, { timeout: 1000 });
       assert.ok(Date.now() - at < 1000);
     }
-    const rows = await page.$$eval('.list .row:not([hidden])', (els) => els.map((e) => e.getAttribute('data-request-id')));
+    // Rows are positioned, not ordered, in the DOM: read them top to bottom as drawn.
+    const rows = await page.$$eval('.list .row:not([hidden])', (els) =>
+      els.sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top).map((e) => e.getAttribute('data-request-id')),
+    );
     assert.equal(rows, [...sent].reverse());
     assert.equal(await listedIds(page), [...sent].reverse());
     assert.match((await page.textContent(`[data-request-id="${sent[9]}"]`)) ?? '', '/orders/9?x=9');

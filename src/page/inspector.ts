@@ -29,6 +29,7 @@ interface Filters {
 
 const firstPage = 100;
 const olderPage = 250;
+const followDetailMs = 250;
 
 export async function inspector(root: HTMLElement, webhookId: string): Promise<void> {
   document.title = `${webhookId} · hooky`;
@@ -109,19 +110,33 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
   // --- list -----------------------------------------------------------------------------
   const detail = h('main', { class: 'detail', 'aria-label': 'Request detail' }, h('p', { class: 'empty muted' }, 'Select a request, or send one to the URL above.'));
   let follow = true;
+  // A click or a key draws the detail on the next frame. Following a fast stream draws it at
+  // most every `followDetailMs`, of the newest request: drawing it per arrival at 100/s would
+  // keep the main thread busy and delay the list itself.
   let shownNext: CapturedRequest | undefined;
+  let detailTimer: ReturnType<typeof setTimeout> | undefined;
+  let lastDetailAt = 0;
+  const queueDetail = (req: CapturedRequest, now: boolean) => {
+    shownNext = req;
+    if (detailTimer !== undefined) {
+      if (!now) return;
+      clearTimeout(detailTimer);
+    }
+    const wait = now ? 0 : Math.max(0, lastDetailAt + followDetailMs - performance.now());
+    detailTimer = setTimeout(() => {
+      requestAnimationFrame(() => {
+        detailTimer = undefined;
+        lastDetailAt = performance.now();
+        void showDetail(shownNext!);
+      });
+    }, wait);
+  };
   const list = createList({
     onSelect(req, byUser) {
       if (byUser && req.id !== list.newest()?.id) setFollow(false);
       // On a phone the detail covers the list: open it for a tap, not for each arrival followed.
       if (byUser) document.body.classList.add('show-detail');
-      // Following a fast stream, draw the detail once per frame, of the newest selection.
-      if (shownNext === undefined) requestAnimationFrame(() => {
-        const next = shownNext!;
-        shownNext = undefined;
-        void showDetail(next);
-      });
-      shownNext = req;
+      if (detail.dataset.detailId !== req.id || shownNext?.id !== req.id) queueDetail(req, byUser);
       updateCounts();
     },
   });
@@ -329,6 +344,8 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
     const out = checks.get(req.id) ?? h('span', { class: 'verdict' });
     const run = async () => {
       if (!secret.value) return;
+      delete out.dataset.verdict;
+      out.textContent = 'checking…';
       localStorage.setItem(secretKey(), secret.value);
       localStorage.setItem(`hooky.sigheader.${webhookId}`, headerName.value);
       const check = await verify(req, schemeSel.value as Scheme, secret.value, headerName.value);

@@ -50,37 +50,58 @@ export function createList(opts: ListOptions) {
     requestAnimationFrame(render);
   }
 
+  // Rows are keyed by request: when a request arrives on top, the rows on screen only move
+  // (a transform, composited) and one row is filled, instead of every row being rebuilt.
+  const rowOf = new Map<string, HTMLElement>();
+
   function render() {
     scheduled = false;
     if (!rowHeight) measure();
     spacer.style.height = `${asc.length * rowHeight}px`;
     const first = Math.max(0, Math.floor(el.scrollTop / rowHeight) - overscan);
-    const count = Math.min(asc.length - first, Math.ceil(el.clientHeight / rowHeight) + 2 * overscan);
+    const count = Math.max(0, Math.min(asc.length - first, Math.ceil(el.clientHeight / rowHeight) + 2 * overscan));
     const now = Date.now();
-    for (let i = 0; i < Math.max(count, pool.length); i++) {
-      let row = pool[i];
-      if (i >= count) {
-        if (row) row.hidden = true;
-        continue;
-      }
-      if (!row) {
-        row = h('div', { class: 'row', role: 'option' });
-        row.addEventListener('click', () => {
-          const req = byId.get(row!.dataset.requestId ?? '');
-          if (req) select(req.id, true);
-        });
-        pool.push(row);
-        el.append(row);
-      }
+    const wanted = new Set<string>();
+    for (let i = 0; i < count; i++) wanted.add(at(first + i)!.id);
+    const free: HTMLElement[] = [];
+    for (const [id, row] of rowOf) {
+      if (wanted.has(id)) continue;
+      rowOf.delete(id);
+      free.push(row);
+    }
+    for (const row of pool) if (row.dataset.requestId === undefined) free.push(row);
+    for (let i = 0; i < count; i++) {
       const req = at(first + i)!;
+      let row = rowOf.get(req.id);
+      if (!row) {
+        row = free.pop() ?? newRow();
+        rowOf.set(req.id, row);
+        fill(row, req);
+      }
       row.hidden = false;
       row.style.transform = `translateY(${(first + i) * rowHeight}px)`;
-      if (row.dataset.requestId !== req.id) fill(row, req);
-      row.querySelector('.rel')!.textContent = relativeTime(Date.parse(req.timestamp), now);
+      const rel = row.querySelector('.rel')!;
+      const text = relativeTime(Date.parse(req.timestamp), now);
+      if (rel.textContent !== text) rel.textContent = text;
       row.classList.toggle('unread', unread.has(req.id));
       row.classList.toggle('selected', req.id === selected);
       row.setAttribute('aria-selected', String(req.id === selected));
     }
+    for (const row of free) {
+      row.hidden = true;
+      delete row.dataset.requestId;
+    }
+  }
+
+  function newRow(): HTMLElement {
+    const row = h('div', { class: 'row', role: 'option' });
+    row.addEventListener('click', () => {
+      const req = byId.get(row.dataset.requestId ?? '');
+      if (req) select(req.id, true);
+    });
+    pool.push(row);
+    el.append(row);
+    return row;
   }
 
   function fill(row: HTMLElement, req: CapturedRequest) {
@@ -144,6 +165,7 @@ export function createList(opts: ListOptions) {
     byId.delete(id);
     unread.delete(id);
     if (selected === id) selected = undefined;
+    rowOf.delete(id);
     for (const row of pool) if (row.dataset.requestId === id) delete row.dataset.requestId;
     schedule();
   }
@@ -153,6 +175,7 @@ export function createList(opts: ListOptions) {
     byId.clear();
     unread.clear();
     selected = undefined;
+    rowOf.clear();
     for (const row of pool) delete row.dataset.requestId;
     el.scrollTop = 0;
     schedule();
