@@ -21,6 +21,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --omit=optional --no-audit --no-fund && npm cache clean --force \
  && find node_modules/uWebSockets.js -name 'uws_*.node' ! -name 'uws_linux_*_115.node' -delete
 COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/page ./dist/page
 USER node
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \

@@ -130,6 +130,7 @@ export function openApi(): Json {
       { name: 'webhooks', description: 'The REST API; with HOOKY_API_TOKEN set, every /api route needs `Authorization: Bearer <token>`' },
       { name: 'capture', description: 'Capture endpoints; never behind the token' },
       { name: 'health' },
+      { name: 'page', description: 'The inspector page, served from the same app' },
       { name: 'websocket' },
     ],
     paths: {
@@ -269,6 +270,32 @@ export function openApi(): Json {
       },
       '/h/{id}': { parameters: [webhookId], ...captureOperations('', []) },
       '/h/{id}/{subpath}': { parameters: [webhookId, subpath], ...captureOperations('Subpath', []) },
+      '/': {
+        get: {
+          operationId: 'home',
+          tags: ['page'],
+          summary: 'The browser page: lists webhooks, creates and deletes them',
+          responses: { '200': { description: 'HTML', content: { 'text/html; charset=utf-8': { schema: { type: 'string' } } } }, '404': { description: 'The page was not built (`npm run build`)' } },
+        },
+      },
+      '/inspect/{id}': {
+        parameters: [webhookId],
+        get: {
+          operationId: 'inspector',
+          tags: ['page'],
+          summary: "The browser page's inspector of one webhook: its requests, live",
+          responses: { '200': { description: 'HTML', content: { 'text/html; charset=utf-8': { schema: { type: 'string' } } } }, '404': { description: 'The page was not built (`npm run build`)' } },
+        },
+      },
+      '/assets/{subpath}': {
+        parameters: [{ name: 'subpath', in: 'path', required: true, description: 'A hashed file name', schema: { type: 'string' } }],
+        get: {
+          operationId: 'asset',
+          tags: ['page'],
+          summary: "The page's scripts, styles and icons: hashed names, `cache-control: immutable`, ETag, brotli or gzip by Accept-Encoding",
+          responses: { '200': { description: 'The file' }, '304': { description: 'Not modified (If-None-Match)' }, '404': { description: 'No such asset' } },
+        },
+      },
       '/healthz': {
         get: {
           operationId: 'healthz',

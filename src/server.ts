@@ -17,6 +17,7 @@ import { createRealtime } from './realtime.js';
 import { registerResend } from './resend.js';
 import { createRetention } from './retention.js';
 import { createSearch } from './search.js';
+import { registerStatic } from './static.js';
 import { createStore } from './store.js';
 import { listen, type Listener } from './listener.js';
 import { uws } from './uws.js';
@@ -84,6 +85,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   registerExport(app, { publicUrl }, { auth, sql: db.sql, webhooks, log });
   registerListing(app, { publicUrl }, { auth, sql: db.sql, log });
   registerHealth(app, { metrics, log, isDraining, ping: store.ping });
+  registerStatic(app);
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
 
   let listener: Listener;
