@@ -2,7 +2,7 @@ import postgres from 'postgres';
 import { HttpError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import type { PendingRow, Store } from './store.js';
+import type { PendingRow, Positions, Store } from './store.js';
 
 export interface WriterOptions {
   maxRows: number;
@@ -32,7 +32,8 @@ interface Waiting {
  * id order, and a client resuming with `since` = the last id it saw can never skip a request
  * that commits later with a smaller id.
  *
- * `onCommitted` runs after each commit, with the rows stored, in id order.
+ * `onCommitted` runs after each commit, with the rows stored, in id order, and the position each
+ * of their webhooks reached (empty for a settled batch: those are not known).
  *
  * A 503 must mean "not stored". When the connection breaks after the INSERT was sent, the batch
  * may have committed (the backend finishes a statement it has received, and a COMMIT whose answer
@@ -41,7 +42,7 @@ interface Waiting {
  * writer takes no new rows (503 at once: storage is unavailable), so commit order stays id order.
  * Only a batch still unsettled when settleTimeoutMs runs out gets a 503 that may hide a row.
  */
-export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics, log: Logger, onCommitted: (rows: PendingRow[]) => void) {
+export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics, log: Logger, onCommitted: (rows: PendingRow[], positions: Positions) => void) {
   let queue: Waiting[] = [];
   let queuedBytes = 0;
   let flushing = false;
@@ -70,31 +71,33 @@ export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics
     const rows = batch.map((w) => w.row);
     metrics.batchSize.observe(rows.length);
     // What each row gets: its verdict, or undefined for a 503.
-    let verdict: (id: string) => WriteResult | undefined;
+    let verdict: (row: PendingRow) => WriteResult | undefined;
+    let positions: Positions = new Map();
     try {
-      const stored = await store.insertRequests(rows);
+      const reached = await store.insertRequests(rows);
       healthy = true;
+      positions = reached;
       // A row the INSERT skipped had lost its webhook meanwhile.
-      verdict = stored === undefined ? () => 'stored' : (id) => (stored.has(id) ? 'stored' : 'gone');
+      verdict = (row) => (reached.has(row.webhookId) ? 'stored' : 'gone');
     } catch (err) {
       healthy = false;
       metrics.batchFailures.inc();
       const stored = mayHaveCommitted(err) ? await settle(rows, err) : undefined;
       if (stored === undefined) log.error('batch insert failed; answering 503', { rows: rows.length, err });
       // Settled: a row that is not there was not stored.
-      verdict = (id) => (stored?.has(id) ? 'stored' : undefined);
+      verdict = (row) => (stored?.has(row.id) ? 'stored' : undefined);
     }
     const committed: PendingRow[] = [];
     let unavailable: HttpError | undefined;
     for (const w of batch) {
-      const v = verdict(w.row.id);
+      const v = verdict(w.row);
       if (v === 'stored') committed.push(w.row);
       if (v !== undefined) w.resolve(v);
       else w.reject((unavailable ??= new HttpError('storage_unavailable')));
     }
     // The rows are committed whatever happens here: a failure to publish is logged, not a 503.
     try {
-      if (committed.length > 0) onCommitted(committed);
+      if (committed.length > 0) onCommitted(committed, positions);
     } catch (err) {
       log.error('publishing committed requests failed', { err });
     }

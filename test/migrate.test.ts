@@ -21,9 +21,9 @@ test('two instances migrating a fresh database at once apply each migration exac
     const log = createLogger('silent');
     await Promise.all([migrate(a, log), migrate(b, log), migrate(a, log)]);
     const applied = await a`select name from hooky_migrations order by name`;
-    assert.equal(applied.map((r) => r.name), ['001_init.sql', '002_lean_requests.sql']);
+    assert.equal(applied.map((r) => r.name), ['001_init.sql', '002_lean_requests.sql', '003_positions.sql']);
     const tables = await a`select table_name from information_schema.tables where table_schema = 'public' order by 1`;
-    assert.equal(tables.map((r) => r.table_name), ['hooky_migrations', 'requests', 'webhooks']);
+    assert.equal(tables.map((r) => r.table_name), ['hooky_migrations', 'request_batches', 'requests', 'webhooks']);
   } finally {
     await a.end();
     await b.end();

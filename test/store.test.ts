@@ -32,7 +32,9 @@ test('a batch stores every row whose webhook exists and reports the others as no
   await store.createWebhook(live, null);
   await store.createWebhook(other, null);
   const rows = [rowFor(live), rowFor(other), rowFor(live)];
-  assert.is(await store.insertRequests(rows), undefined, 'every row stored');
+  const reached = await store.insertRequests(rows);
+  assert.equal([...reached.keys()].sort(), [live, other].sort(), 'every row stored');
+  assert.equal([...reached.values()], [1, 1], 'each webhook at its first position');
   assert.is(await count(live), 2);
   assert.is(await count(other), 1);
   // Every payload comes back as the exact text that was written, in its own row.
@@ -41,7 +43,9 @@ test('a batch stores every row whose webhook exists and reports the others as no
   const gone = uniqueId('gone');
   const mixed = [rowFor(live), rowFor(gone), rowFor(other), rowFor(gone)];
   const stored = await store.insertRequests(mixed);
-  assert.equal([...(stored ?? [])].sort(), [mixed[0]!.id, mixed[2]!.id].sort());
+  assert.equal([...stored.keys()].sort(), [live, other].sort(), 'the deleted webhook is left out');
+  assert.equal([...stored.values()], [2, 2]);
+  for (const r of [mixed[0]!, mixed[2]!]) assert.is(await store.getRequest(r.webhookId, r.id), r.json);
   assert.is(await count(gone), 0);
   for (const id of [live, other]) await store.deleteWebhook(id);
 });
@@ -54,7 +58,7 @@ test('deleting a webhook waits for a batch that holds it, then removes that batc
   let deleting: Promise<boolean> | undefined;
   // The batch's transaction stays open after its INSERT, as a slow commit would.
   await sql.begin(async (tx) => {
-    assert.is(await createStore(tx as unknown as postgres.Sql).insertRequests([rowFor(id), rowFor(id)]), undefined);
+    assert.equal(await createStore(tx as unknown as postgres.Sql).insertRequests([rowFor(id), rowFor(id)]), new Map([[id, 1]]));
     deleting = store.deleteWebhook(id).then((d) => (deleted = d));
     await new Promise((r) => setTimeout(r, 300));
     assert.is(deleted, undefined, 'the delete waits for the batch to commit');
@@ -70,7 +74,7 @@ test('a batch that comes after a delete stores nothing for that webhook', async 
   await store.createWebhook(id, null);
   assert.is(await store.deleteWebhook(id), true);
   const late = [rowFor(id)];
-  assert.equal(await store.insertRequests(late), new Set());
+  assert.equal(await store.insertRequests(late), new Map());
   assert.is(await count(id), 0);
   assert.is(await store.deleteWebhook(id), false);
 });
