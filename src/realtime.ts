@@ -18,6 +18,7 @@ import {
   type ServerEvents,
   type WsErrorCode,
 } from './protocol.js';
+import type { Relay } from './relay.js';
 import type { PendingRow, Store } from './store.js';
 import { uws, type TemplatedApp, type WebSocket } from './uws.js';
 import type { WebhookCache } from './webhooks.js';
@@ -55,6 +56,8 @@ export interface RealtimeOptions {
 interface Deps {
   auth: Auth;
   store: Store;
+  /** Which rooms this instance serves: told when a room gets its first member and loses its last. */
+  relay: Pick<Relay, 'watch' | 'unwatch'>;
   webhooks: WebhookCache;
   metrics: Metrics;
   log: Logger;
@@ -156,7 +159,10 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
     const set = members.get(room);
     if (set === undefined) return;
     set.delete(ws);
-    if (set.size === 0) members.delete(room);
+    if (set.size === 0) {
+      members.delete(room);
+      deps.relay.unwatch(room.slice(roomPrefix.length));
+    }
   }
 
   async function join(ws: Socket, webhookId: string, since: string | undefined, ref: Ref) {
@@ -185,13 +191,16 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
         metrics.joinedRooms.inc();
       }
     }
-    if (since === undefined) {
-      // Read after subscribing: a request committed later reaches us live, so `last` is a
-      // resume point that cannot skip anything.
-      const last = await store.latestRequestId(webhookId);
-      if (!conn.closed) send(ws, 'joined', { webhookId, room, last }, ref);
-      return;
-    }
+    // After subscribing: the relay publishes to the room everything committed after `last`, so
+    // `last` is a resume point that cannot skip anything, and the replay below, read later,
+    // overlaps what is published live rather than leaving a gap.
+    const latest = await deps.relay.watch(webhookId).catch((err: unknown) => {
+      // Not served here after all: nothing would be published to it.
+      leaveRoom(ws, room);
+      throw err;
+    });
+    if (conn.closed) return;
+    if (since === undefined) return send(ws, 'joined', { webhookId, room, last: latest }, ref);
     send(ws, 'joined', { webhookId, room }, ref);
 
     const { json, truncated } = await store.requestsSince(webhookId, since, opts.replayLimit);
@@ -409,6 +418,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
 
 export type Realtime = ReturnType<typeof createRealtime>;
 
+const roomPrefix = roomOf('');
 const MiB = 1024 * 1024;
 export const hardPayloadCeiling = (max: number) => Math.max(4 * max, MiB);
 

@@ -1,5 +1,6 @@
 import { registerApi } from './api.js';
 import { createAuth } from './auth.js';
+import { createNotifyBus } from './bus.js';
 import { registerCapture } from './capture.js';
 import type { Config } from './config.js';
 import { openDatabase } from './db/connect.js';
@@ -10,8 +11,9 @@ import { sendError } from './http.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { createRealtime } from './realtime.js';
+import { createRelay } from './relay.js';
 import { createRetention } from './retention.js';
-import { createStore } from './store.js';
+import { createStore, type Webhook } from './store.js';
 import { uws, type us_listen_socket } from './uws.js';
 import { createWebhookCache } from './webhooks.js';
 import { createWriter } from './writer.js';
@@ -57,7 +59,21 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   );
 
   const app = uws.App();
-  const realtime = createRealtime(app, config, { auth, store, webhooks, metrics, log, isDraining });
+  // Another instance's deletion (announced, or found by the relay's check) empties the room here.
+  const deletedElsewhere = (webhookId: string) => {
+    webhooks.forget(webhookId);
+    realtime.webhookDeleted(webhookId);
+  };
+  const relay = createRelay(
+    { fillLimit: config.replayLimit, checkIntervalMs: 1000 },
+    { store, log, publish: (rows) => realtime.publish(rows), deleted: deletedElsewhere },
+  );
+  const bus = await createNotifyBus(
+    db,
+    { committed: relay.announced, created: webhooks.forget, deleted: deletedElsewhere, resumed: relay.resumed },
+    log,
+  );
+  const realtime = createRealtime(app, config, { auth, store, webhooks, relay, metrics, log, isDraining });
   const writer = createWriter(
     store,
     {
@@ -68,20 +84,30 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     },
     metrics,
     log,
-    (rows) => {
-      realtime.publish(rows);
+    (rows, positions) => {
+      relay.committed(rows, positions);
+      // A batch settled after a broken connection has no positions: the others look them up.
+      bus.committed(positions.size > 0 ? positions : new Map(rows.map((r) => [r.webhookId, undefined])));
       retention.written(rows);
     },
   );
   let port = 0;
   const publicUrl = () => config.publicUrl ?? `http://localhost:${port}`;
   registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
-  registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { auth, store, webhooks, log, onDeleted: realtime.webhookDeleted });
+  // A webhook created here ends the other instances' remembered miss for its id at once.
+  const announcing = { ...webhooks, remember: (w: Webhook) => (webhooks.remember(w), bus.created(w.id)) };
+  const onDeleted = (webhookId: string) => {
+    realtime.webhookDeleted(webhookId);
+    bus.deleted(webhookId);
+  };
+  registerApi(app, { maxApiBodyBytes: config.maxApiBodyBytes, publicUrl }, { auth, store, webhooks: announcing, log, onDeleted });
   registerHealth(app, { metrics, isDraining, ping: store.ping });
   app.any('/*', (res) => sendError({ res, done: false }, new HttpError('not_found', 'No such route')));
 
   const listenSocket = await new Promise<us_listen_socket | false>((resolve) => app.listen(config.host, config.port, resolve));
   if (!listenSocket) {
+    relay.close();
+    await bus.close();
     await db.close();
     throw new Error(`Could not listen on ${config.host}:${config.port} (in use, or not an address of this machine)`);
   }
@@ -106,7 +132,9 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     // 5. Close what is still open (idle keep-alive connections), so nothing reaches a server
     //    that is going away. The binary has app.close(); its typings do not list it.
     (app as unknown as { close(): void }).close();
-    // 6. End the pool, then stop embedded Postgres.
+    // 6. Stop listening to the other instances, end the pool, then stop embedded Postgres.
+    relay.close();
+    await bus.close();
     await retentionStopped;
     await db.close();
     metrics.close();

@@ -200,8 +200,8 @@ export function createStore(sql: Sql) {
 
     /**
      * Requests committed after `after`, in commit order: by batch position, then id. At most
-     * `limit` rows plus one to tell truncation: each batch holds a row at least, so the first
-     * limit + 1 batches are enough, and each is read through the (webhook_id, id) index.
+     * `limit` rows plus one to tell truncation: each batch holds a row at least, so the cursor's
+     * batch and limit + 1 after it are enough, each read through the (webhook_id, id) index.
      */
     async requestsAfter(webhookId: string, after: Cursor, limit: number): Promise<{ rows: StoredRow[]; truncated: boolean }> {
       const found = await sql<{ id: string; position: string; payload: string }[]>`
@@ -209,7 +209,7 @@ export function createStore(sql: Sql) {
         from (
           select position, batch, first_id, last_id from request_batches
           where webhook_id = ${webhookId} and position >= ${after.position}
-          order by position limit ${limit + 1}
+          order by position limit ${limit + 2}
         ) b
         cross join lateral (
           select r.id::text as id, r.payload from requests r
