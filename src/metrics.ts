@@ -99,6 +99,8 @@ export function createMetrics() {
     rateLimitCloses: counter('hooky_websocket_rate_limit_closes_total', 'Connections closed (1008) for going on past the message rate limit'),
     wsErrors: labelledCounter('hooky_websocket_errors_total', 'error events sent to clients, by code', 'code'),
     rejectedUpgrades: labelledCounter('hooky_websocket_rejected_upgrades_total', 'WebSocket upgrades refused, by HTTP status', 'status'),
+    relayFilled: counter('hooky_relay_filled_total', 'Committed requests read back from Postgres for rooms served here (another instance committed them, or a gap was filled)'),
+    busResumes: counter('hooky_bus_resumes_total', 'Times the bus between instances was cut off and came back'),
     retentionDeleted: labelledCounter('hooky_retention_deleted_total', 'Captured requests deleted by retention, by rule', 'rule'),
     eventLoopDelay: histogram('hooky_event_loop_delay_seconds', 'How late a 10 ms timer fires on the event loop', [
       0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5,

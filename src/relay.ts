@@ -1,4 +1,5 @@
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
 import type { Cursor, PendingRow, Positions, Store } from './store.js';
 
 export interface RelayOptions {
@@ -11,6 +12,7 @@ export interface RelayOptions {
 interface Deps {
   store: Store;
   log: Logger;
+  metrics: Metrics;
   /** Sends committed rows to their rooms' local members (realtime.publish). */
   publish(rows: readonly PendingRow[]): void;
   /** A webhook found gone by the periodic check (its deletion notice was lost). */
@@ -50,7 +52,6 @@ const nobody = '00000000-0000-0000-0000-000000000000';
 export function createRelay(opts: RelayOptions, deps: Deps) {
   const { store, log } = deps;
   const rooms = new Map<string, Room>();
-  let filled = 0;
   let checking = false;
 
   function publishBatch(room: Room, position: number, rows: readonly PendingRow[]) {
@@ -86,7 +87,7 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
           deps.publish(rows.map((r) => ({ id: r.id, webhookId: room.webhookId, json: r.json })));
           const last = rows[rows.length - 1]!;
           room.at = { position: last.position, id: last.id };
-          filled += rows.length;
+          deps.metrics.relayFilled.inc(rows.length);
         }
         if (truncated) room.stale = true;
         else if (rows.length === 0 && room.held.size > 0 && !room.held.has(room.at.position + 1)) {
@@ -204,15 +205,11 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
 
     /** The bus was away: anything may have been missed, in every room. */
     resumed(): void {
+      deps.metrics.busResumes.inc();
       for (const room of rooms.values()) {
         room.stale = true;
         void fill(room);
       }
-    },
-
-    /** Requests read from Postgres because the bus announced them or a gap was found. */
-    get filled() {
-      return filled;
     },
 
     /** Stops the periodic check. Safe to call twice. */

@@ -66,7 +66,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   };
   const relay = createRelay(
     { fillLimit: config.replayLimit, checkIntervalMs: 1000 },
-    { store, log, publish: (rows) => realtime.publish(rows), deleted: deletedElsewhere },
+    { store, log, metrics, publish: (rows) => realtime.publish(rows), deleted: deletedElsewhere },
   );
   const bus = await createNotifyBus(
     db,
