@@ -24,6 +24,8 @@ interface Room {
   readonly webhookId: string;
   /** Everything up to here, in commit order, has been published to the room. */
   at: Cursor;
+  /** `at` is the last row of its batch (false after a read cut off by its limit). */
+  whole: boolean;
   /** Resolves once `at` is read from Postgres; until then nothing is published. */
   readonly loaded: Promise<void>;
   isLoaded: boolean;
@@ -57,11 +59,12 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
   function publishBatch(room: Room, position: number, rows: readonly PendingRow[]) {
     deps.publish(rows);
     room.at = { position, id: rows[rows.length - 1]!.id };
+    room.whole = true;
   }
 
   /** Publishes the held batches that now come next. */
   function release(room: Room) {
-    for (;;) {
+    while (room.whole) {
       const next = room.held.get(room.at.position + 1);
       if (next === undefined) break;
       room.held.delete(room.at.position + 1);
@@ -81,6 +84,7 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
         if (room.held.size > 0) room.stale = true;
         if (!room.stale || rooms.get(room.webhookId) !== room) return;
         room.stale = false;
+        const heldBefore = room.held.size === 0 ? undefined : new Set(room.held.keys());
         const { rows, truncated } = await store.requestsAfter(room.webhookId, room.at, opts.fillLimit);
         if (rooms.get(room.webhookId) !== room) return;
         if (rows.length > 0) {
@@ -89,13 +93,19 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
           room.at = { position: last.position, id: last.id };
           deps.metrics.relayFilled.inc(rows.length);
         }
+        // Cut off by the limit, the cursor may stand inside a batch; otherwise nothing is left after it.
+        room.whole = !truncated;
         if (truncated) room.stale = true;
-        else if (rows.length === 0 && room.held.size > 0 && !room.held.has(room.at.position + 1)) {
-          // Not expected (positions have no holes), but never hold a batch forever: the next
-          // one held goes out.
+        else if (rows.length === 0 && heldBefore !== undefined && room.held.size > 0 && !room.held.has(room.at.position + 1)) {
+          // Not expected: a batch held before the read began came after every batch before it,
+          // so the read should have found them (positions have no holes). Never hold a batch
+          // forever: the next one held goes out. (One held only since the read began may follow
+          // a batch the read was too early to see: it waits for the next read.)
           const next = Math.min(...room.held.keys());
+          if (!heldBefore.has(next)) continue;
           log.warn('relay: no rows between a room\'s cursor and a held batch', { webhookId: room.webhookId, at: room.at.position, next });
           room.at = { position: next - 1, id: nobody };
+          room.whole = true;
         }
         // Held batches that were committed after the read began are released on the next turn.
       }
@@ -145,6 +155,7 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
         const loading: Room = {
           webhookId,
           at: { position: 0, id: nobody },
+          whole: true,
           loaded: store.latest(webhookId).then((latest) => {
             if (latest !== null) loading.at = latest;
             loading.isLoaded = true;
@@ -187,7 +198,7 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
         const position = positions.get(room.webhookId);
         if (position === undefined) room.stale = true;
         else if (position <= room.at.position) continue;
-        else if (room.isLoaded && !room.filling && room.held.size === 0 && position === room.at.position + 1) {
+        else if (room.isLoaded && !room.filling && room.whole && room.held.size === 0 && position === room.at.position + 1) {
           publishBatch(room, position, list);
           continue;
         } else room.held.set(position, list);
