@@ -84,14 +84,18 @@ export async function createNotifyBus(db: Database, handlers: BusHandlers, log: 
   }
 
   let resumes = 0;
+  let failing = false;
   async function listen() {
     retry = undefined;
     try {
       await listener.unsafe(`listen ${channel}`);
     } catch (err) {
-      if (!closed) log.warn('bus: LISTEN failed; trying again', { err });
+      // Said once per outage, not every attempt.
+      if (!closed && !failing) log.warn('bus: LISTEN failed; trying again every 500 ms', { err });
+      failing = true;
       return again();
     }
+    failing = false;
     if (closed) return;
     listening = true;
     if (resumes++ > 0) {

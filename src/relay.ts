@@ -55,6 +55,8 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
   const { store, log } = deps;
   const rooms = new Map<string, Room>();
   let checking = false;
+  // Whether the last check failed: an outage is logged once, not every second.
+  let failing = false;
 
   function publishBatch(room: Room, position: number, rows: readonly PendingRow[]) {
     deps.publish(rows);
@@ -123,6 +125,7 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
     checking = true;
     try {
       const reached = await store.positions([...rooms.keys()]);
+      failing = false;
       for (const room of [...rooms.values()]) {
         if (!room.isLoaded) continue;
         const position = reached.get(room.webhookId);
@@ -134,7 +137,8 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
         if (room.stale || room.held.size > 0) void fill(room);
       }
     } catch (err) {
-      log.warn('relay: checking positions failed', { err });
+      if (!failing) log.warn('relay: checking positions failed; trying again every interval', { err });
+      failing = true;
     } finally {
       checking = false;
     }
