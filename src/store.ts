@@ -78,7 +78,8 @@ const insert = (sql: Sql, rows: readonly PendingRow[], webhookIds: readonly stri
     where r.webhook_id in (select id from live)
     returning id::text as id, webhook_id
   ), counted as materialized (
-    select webhook_id, min(id)::uuid as first_id, max(id)::uuid as last_id from stored group by webhook_id
+    -- No min(uuid) before PostgreSQL 16; the text of a UUID in byte order is its order.
+    select webhook_id, min(id collate "C")::uuid as first_id, max(id collate "C")::uuid as last_id from stored group by webhook_id
   ), locked as materialized (
     select c.*, pg_advisory_xact_lock(1752133483, hashtext(c.webhook_id)) -- 0x686f6f6b, "hook"
     from (select * from counted order by hashtext(webhook_id), webhook_id) c
@@ -212,12 +213,12 @@ export function createStore(sql: Sql) {
           order by position limit ${limit + 2}
         ) b
         cross join lateral (
-          select r.id::text as id, r.payload from requests r
+          select r.id as uid, r.id::text as id, r.payload from requests r
           where r.webhook_id = ${webhookId} and r.id between b.first_id and b.last_id and r.batch = b.batch
             and (b.position > ${after.position} or r.id > ${after.id}::uuid)
           order by r.id limit ${limit + 1}
         ) x
-        order by b.position, x.id
+        order by b.position, x.uid
         limit ${limit + 1}`;
       const truncated = found.length > limit;
       const rows = (truncated ? found.slice(0, limit) : found).map((r) => ({ id: r.id, position: Number(r.position), json: r.payload }));
@@ -232,8 +233,8 @@ export function createStore(sql: Sql) {
     /** The cursor of a webhook's newest committed request (the last of its newest batch), or null. */
     async latest(webhookId: string): Promise<Cursor | null> {
       const [row] = await sql<{ position: string; id: string }[]>`
-        select position::text as position, last_id::text as id from request_batches
-        where webhook_id = ${webhookId} order by position desc limit 1`;
+        select b.position::text as position, b.last_id::text as id from request_batches b
+        where b.webhook_id = ${webhookId} order by b.position desc limit 1`;
       return row ? { position: Number(row.position), id: row.id } : null;
     },
 

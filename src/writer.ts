@@ -28,9 +28,9 @@ interface Waiting {
  * flush starts as soon as the previous one returns. Under load batches grow by themselves; when
  * idle a lone request is written at once.
  *
- * One flush at a time, on purpose: ids are assigned in arrival order, so commits then happen in
- * id order, and a client resuming with `since` = the last id it saw can never skip a request
- * that commits later with a smaller id.
+ * One flush at a time: ids are assigned in arrival order, so this process commits in id order.
+ * Resume no longer depends on it (each batch gets a commit-ordered position per webhook, see
+ * store.ts), so several flushes in flight are possible; that change is still to be made.
  *
  * `onCommitted` runs after each commit, with the rows stored, in id order, and the position each
  * of their webhooks reached (empty for a settled batch: those are not known).

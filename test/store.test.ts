@@ -79,4 +79,36 @@ test('a batch that comes after a delete stores nothing for that webhook', async 
   assert.is(await store.deleteWebhook(id), false);
 });
 
+test('concurrent batches sharing webhooks, in either order, never deadlock, and each webhook gets every position once', async (ctx) => {
+  const { store } = await open(ctx);
+  const [w1, w2] = [uniqueId('pos'), uniqueId('pos')];
+  for (const id of [w1, w2]) await store.createWebhook(id, null);
+  const runs = 40;
+  const answers = await Promise.all(
+    Array.from({ length: runs }, (_, i) => store.insertRequests(i % 2 === 0 ? [rowFor(w1), rowFor(w2)] : [rowFor(w2), rowFor(w1)])),
+  );
+  for (const id of [w1, w2]) {
+    const positions = answers.map((a) => a.get(id)!).sort((a, b) => a - b);
+    assert.equal(positions, Array.from({ length: runs }, (_, i) => i + 1));
+    assert.equal(await store.latest(id).then((l) => l?.position), runs);
+  }
+  for (const id of [w1, w2]) await store.deleteWebhook(id);
+});
+
+test('a replay from a request follows commit order, not id order', async (ctx) => {
+  const { sql, store } = await open(ctx);
+  const id = uniqueId('order');
+  await store.createWebhook(id, null);
+  const [small, big] = [rowFor(id), rowFor(id)];
+  // The greater id commits first, as when another writer is quicker.
+  await store.insertRequests([big]);
+  await store.insertRequests([small]);
+  const after = async (since: string) => (await store.requestsSince(id, since, 10)).json.map((j) => JSON.parse(j).id);
+  assert.equal(await after(big.id), [small.id]);
+  assert.equal(await after(small.id), []);
+  assert.equal((await store.latest(id))?.id, small.id);
+  await store.deleteWebhook(id);
+  assert.is((await sql`select count(*)::int as n from request_batches where webhook_id = ${id}`)[0]!.n, 0, 'its batches go with it');
+});
+
 test.run();

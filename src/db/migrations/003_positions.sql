@@ -33,5 +33,5 @@ create unique index request_batches_batch on request_batches (webhook_id, batch)
 -- What was stored before: one writer committed it in id order, so it is one batch per webhook,
 -- position 1, batch 0, its rows in id order.
 insert into request_batches (webhook_id, position, batch, first_id, last_id)
-select webhook_id, 1, 0, min(id::text)::uuid, max(id::text)::uuid from requests group by webhook_id;
+select webhook_id, 1, 0, min(id::text collate "C")::uuid, max(id::text collate "C")::uuid from requests group by webhook_id;
 update webhooks w set position = 1 where exists (select 1 from requests r where r.webhook_id = w.id);
