@@ -210,6 +210,15 @@ two('deleting a webhook on A empties its room on B with WEBHOOK_DELETED, and B s
   assert.is((await fetch(`${ctx.b.url}/h/${id}`, { method: 'POST', body: 'x' })).status, 404);
 });
 
+two('a deletion whose notice never came still empties the room on B (the periodic check)', async (ctx) => {
+  const { id } = await createWebhook(ctx.a.url);
+  const onB = await joined(ctx.b.wsUrl, id);
+  ctx.clients.push(onB);
+  await createStore(ctx.sql).deleteWebhook(id); // straight in Postgres: nobody notifies
+  const err = await onB.next('error');
+  assert.equal([err.data.code, err.data.webhookId], ['WEBHOOK_DELETED', id]);
+});
+
 two('a webhook created on A can be joined and captured on B even just after B found it missing', async (ctx) => {
   const id = `t-late-${Date.now().toString(36)}`;
   const probe = await openClient(ctx.b.wsUrl);
