@@ -129,7 +129,8 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
       for (const room of [...rooms.values()]) {
         if (!room.isLoaded) continue;
         const position = reached.get(room.webhookId);
-        if (position === undefined) {
+        // Gone, or gone and created again (its positions start over): its deletion notice was lost.
+        if (position === undefined || position < room.at.position) {
           deps.deleted(room.webhookId);
           continue;
         }
