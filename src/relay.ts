@@ -124,13 +124,16 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
     if (checking || rooms.size === 0) return;
     checking = true;
     try {
+      // The cursors as they stood before the query: each is at or below what the query sees,
+      // unless the webhook was deleted (and maybe created again, its positions starting over).
+      const before = new Map([...rooms.values()].map((r) => [r, r.at.position]));
       const reached = await store.positions([...rooms.keys()]);
       failing = false;
-      for (const room of [...rooms.values()]) {
-        if (!room.isLoaded) continue;
+      for (const [room, at] of before) {
+        if (!room.isLoaded || rooms.get(room.webhookId) !== room) continue;
         const position = reached.get(room.webhookId);
-        // Gone, or gone and created again (its positions start over): its deletion notice was lost.
-        if (position === undefined || position < room.at.position) {
+        // Its deletion notice was lost.
+        if (position === undefined || position < at) {
           deps.deleted(room.webhookId);
           continue;
         }
