@@ -1,5 +1,6 @@
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { requestIdFloor } from './protocol.js';
 import type { Cursor, PendingRow, Positions, Store } from './store.js';
 
 export interface RelayOptions {
@@ -36,7 +37,8 @@ interface Room {
   filling: boolean;
 }
 
-const nobody = '00000000-0000-0000-0000-000000000000';
+// Below every request id, and a valid `since` (it replays everything).
+const nobody = requestIdFloor(0);
 
 /**
  * Publishes every committed request to the rooms served by this instance exactly once and in
