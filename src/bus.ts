@@ -31,14 +31,23 @@ const channel = 'hooky';
 const maxPayload = 7900;
 // Between attempts to listen again while Postgres is away.
 const relistenMs = 500;
+// Every instance says it is there this often; one not heard from for `aloneAfterMs` is gone.
+const heartbeatMs = 1000;
+const aloneAfterMs = 3500;
 
 /**
  * The default bus: PostgreSQL LISTEN/NOTIFY on hooky's own database, nothing to configure.
  *
  * A message is one line of words: `c <instance> <webhook> <position|?>…` (a batch committed),
- * `n <instance> <webhook>` (created), `d <instance> <webhook>` (deleted). Webhook ids hold no
- * spaces (protocol.ts). Never a body: only positions travel, and an instance reads the rows
- * from Postgres for the rooms it serves.
+ * `n <instance> <webhook>` (created), `d <instance> <webhook>` (deleted), `h <instance>` (a
+ * heartbeat, every second and as soon as LISTEN is in place). Webhook ids hold no spaces
+ * (protocol.ts). Never a body: only positions travel, and an instance reads the rows from
+ * Postgres for the rooms it serves.
+ *
+ * An instance that has heard no other for a few seconds is alone and sends no NOTIFY per batch:
+ * one hooky process pays one heartbeat a second for the bus. A new instance's first heartbeat
+ * goes out before it serves anyone; batches committed before the others hear it reach it
+ * through its periodic check (relay.ts).
  *
  * NOTIFY is sent after the commit, as a statement of its own on the pool: the lock that NOTIFY
  * takes at commit, one for the whole cluster, is never held by the insert's transaction. LISTEN
@@ -63,9 +72,12 @@ export async function createNotifyBus(db: Database, handlers: BusHandlers, log: 
     },
   });
 
+  let othersUntil = 0;
+
   function receive(payload: string) {
     const words = payload.split(' ');
     if (words[1] === instance) return;
+    othersUntil = Date.now() + aloneAfterMs;
     try {
       switch (words[0]) {
         case 'c':
@@ -98,6 +110,7 @@ export async function createNotifyBus(db: Database, handlers: BusHandlers, log: 
     failing = false;
     if (closed) return;
     listening = true;
+    beat();
     if (resumes++ > 0) {
       log.info('bus: listening again; filling what was missed from Postgres', {});
       handlers.resumed();
@@ -117,12 +130,18 @@ export async function createNotifyBus(db: Database, handlers: BusHandlers, log: 
     sent.catch((err: unknown) => log.warn('bus: NOTIFY failed', { err }));
   }
 
+  const beat = () => notify([`h ${instance}`]);
+  const heartbeat = setInterval(beat, heartbeatMs);
+  heartbeat.unref();
+
   // The first LISTEN is in place before the instance serves anyone (or is being retried).
   await listen();
   let closing: Promise<void> | undefined;
 
   return {
     committed(reached) {
+      // While not listening it cannot know who else is there: it tells them.
+      if (listening && Date.now() > othersUntil) return;
       const head = `c ${instance}`;
       const messages: string[] = [];
       let line = head;
@@ -143,6 +162,7 @@ export async function createNotifyBus(db: Database, handlers: BusHandlers, log: 
       (closing ??= (async () => {
         closed = true;
         clearTimeout(retry);
+        clearInterval(heartbeat);
         await listener.end({ timeout: 1 });
       })()),
   };

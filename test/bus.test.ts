@@ -1,7 +1,11 @@
 import postgres from 'postgres';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { createNotifyBus } from '../src/bus.js';
+import { loadConfig } from '../src/config.js';
+import { openDatabase } from '../src/db/connect.js';
 import { newRequestId } from '../src/ids.js';
+import { createLogger } from '../src/log.js';
 import { buildPayload } from '../src/payload.js';
 import { createStore } from '../src/store.js';
 import { testDatabaseUrl } from './support/db.js';
@@ -233,3 +237,44 @@ two('a webhook created on A can be joined and captured on B even just after B fo
 });
 
 two.run();
+
+const notifyBus = suite('the NOTIFY bus');
+
+notifyBus('a lone instance sends no NOTIFY per batch; once another is heard it does, and never hears its own', async () => {
+  const config = loadConfig({ DATABASE_URL: await testDatabaseUrl() });
+  const log = createLogger('silent');
+  const db = await openDatabase(config, log);
+  const sql = postgres(await testDatabaseUrl(), { max: 1, onnotice: () => {} });
+  const seen: string[] = [];
+  const heard: string[] = [];
+  const handlers = (to: string[]) => ({
+    committed: (w: string, p: number | undefined) => to.push(`${w}@${p}`),
+    created: () => {},
+    deleted: () => {},
+    resumed: () => {},
+  });
+  try {
+    await sql.listen('hooky', (payload) => seen.push(payload));
+    const lone = await createNotifyBus(db, handlers(heard), log);
+    await eventually(() => seen.some((m) => m.startsWith('h ')), 5000, 'a heartbeat');
+    lone.committed(new Map([['w1', 1]]));
+    await sleep(200);
+    assert.equal(seen.filter((m) => m.startsWith('c ')), [], 'alone: no NOTIFY for the batch');
+    const other = await createNotifyBus(db, handlers([]), log);
+    await sleep(200); // its first heartbeat reaches the lone one
+    lone.committed(new Map([['w1', 2], ['w2', 7]]));
+    await eventually(() => seen.some((m) => m.startsWith('c ')), 5000, 'the batch notified');
+    assert.ok(/^c \S+ w1 2 w2 7$/.test(seen.find((m) => m.startsWith('c '))!));
+    assert.equal(heard, [], 'its own message does not come back');
+    other.committed(new Map([['w3', 4]]));
+    await eventually(() => heard.length > 0, 5000, 'the other one heard');
+    assert.equal(heard, ['w3@4']);
+    await other.close();
+    await lone.close();
+  } finally {
+    await sql.end();
+    await db.close();
+  }
+});
+
+notifyBus.run();
