@@ -6,6 +6,8 @@ import type { Cursor, PendingRow, Positions, Store } from './store.js';
 export interface RelayOptions {
   /** Rows read from Postgres per query while filling a gap. */
   fillLimit: number;
+  /** Payload bytes read per query while filling a gap (a single larger row still goes). */
+  fillMaxBytes: number;
   /** Pause between checks of the positions of every room served here, ms. */
   checkIntervalMs: number;
 }
@@ -89,7 +91,7 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
         if (!room.stale || rooms.get(room.webhookId) !== room) return;
         room.stale = false;
         const heldBefore = room.held.size === 0 ? undefined : new Set(room.held.keys());
-        const { rows, truncated } = await store.requestsAfter(room.webhookId, room.at, opts.fillLimit);
+        const { rows, truncated } = await store.requestsAfter(room.webhookId, room.at, opts.fillLimit, opts.fillMaxBytes);
         if (rooms.get(room.webhookId) !== room) return;
         if (rows.length > 0) {
           deps.publish(rows.map((r) => ({ id: r.id, webhookId: room.webhookId, json: r.json })));

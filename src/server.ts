@@ -65,7 +65,8 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     realtime.webhookDeleted(webhookId);
   };
   const relay = createRelay(
-    { fillLimit: config.replayLimit, checkIntervalMs: 1000 },
+    // A fill reads at most what one INSERT batch may hold.
+    { fillLimit: config.replayLimit, fillMaxBytes: config.batchMaxBytes, checkIntervalMs: 1000 },
     { store, log, metrics, publish: (rows) => realtime.publish(rows), deleted: deletedElsewhere },
   );
   const bus = await createNotifyBus(

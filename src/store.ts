@@ -201,28 +201,40 @@ export function createStore(sql: Sql) {
 
     /**
      * Requests committed after `after`, in commit order: by batch position, then id. At most
-     * `limit` rows plus one to tell truncation: each batch holds a row at least, so the cursor's
-     * batch and limit + 1 after it are enough, each read through the (webhook_id, id) index.
+     * `limit` rows, cut where their payload bytes would pass `maxBytes` (one row at least,
+     * however large); `truncated`: more follow. Each batch holds a row at least, so the cursor's
+     * batch and limit + 1 after it are enough, each read by an id range; the sizes come from
+     * Postgres without reading a payload, and a payload past the cut is never sent.
      */
-    async requestsAfter(webhookId: string, after: Cursor, limit: number): Promise<{ rows: StoredRow[]; truncated: boolean }> {
-      const found = await sql<{ id: string; position: string; payload: string }[]>`
-        select x.id, b.position::text as position, x.payload
-        from (
-          select position, batch, first_id, last_id from request_batches
-          where webhook_id = ${webhookId} and position >= ${after.position}
-          order by position limit ${limit + 2}
-        ) b
-        cross join lateral (
-          select r.id as uid, r.id::text as id, r.payload from requests r
-          where r.webhook_id = ${webhookId} and r.id between b.first_id and b.last_id and r.batch = b.batch
-            and (b.position > ${after.position} or r.id > ${after.id}::uuid)
-          order by r.id limit ${limit + 1}
-        ) x
-        order by b.position, x.uid
-        limit ${limit + 1}`;
-      const truncated = found.length > limit;
-      const rows = (truncated ? found.slice(0, limit) : found).map((r) => ({ id: r.id, position: Number(r.position), json: r.payload }));
-      return { rows, truncated };
+    async requestsAfter(webhookId: string, after: Cursor, limit: number, maxBytes = Number.MAX_SAFE_INTEGER): Promise<{ rows: StoredRow[]; truncated: boolean }> {
+      const found = await sql<{ id: string; position: string; payload: string; n: string; upto: string }[]>`
+        select id, position::text as position, payload, n::text as n, upto::text as upto from (
+          select x.id, b.position, x.payload, x.bytes,
+            row_number() over w as n, sum(x.bytes) over w as upto
+          from (
+            select position, batch, first_id, last_id from request_batches
+            where webhook_id = ${webhookId} and position >= ${after.position}
+            order by position limit ${limit + 2}
+          ) b
+          cross join lateral (
+            select r.id as uid, r.id::text as id, r.payload, octet_length(r.payload) as bytes from requests r
+            where r.webhook_id = ${webhookId} and r.id between b.first_id and b.last_id and r.batch = b.batch
+              and (b.position > ${after.position} or r.id > ${after.id}::uuid)
+            order by r.id limit ${limit + 1}
+          ) x
+          window w as (order by b.position, x.uid rows between unbounded preceding and current row)
+          order by b.position, x.uid
+          limit ${limit + 1}
+        ) page
+        -- Only the first row past the cut comes back, to tell that more follow.
+        where n <= 2 or upto - bytes <= ${maxBytes}
+        order by n`;
+      const rows: StoredRow[] = [];
+      for (const r of found) {
+        if (Number(r.n) > limit || (r.n !== '1' && Number(r.upto) > maxBytes)) break;
+        rows.push({ id: r.id, position: Number(r.position), json: r.payload });
+      }
+      return { rows, truncated: found.length > rows.length };
     },
 
     /** The newest committed request id of a webhook, or null. */

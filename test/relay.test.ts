@@ -37,7 +37,7 @@ function fakeStore() {
 function relayOver(store: Store) {
   const published: string[] = [];
   const relay = createRelay(
-    { fillLimit: 2, checkIntervalMs: 60_000 },
+    { fillLimit: 2, fillMaxBytes: 1 << 20, checkIntervalMs: 60_000 },
     { store, log: createLogger('silent'), metrics: createMetrics(), publish: (rows) => published.push(...rows.map((r) => r.id)), deleted: () => {} },
   );
   return { relay, published };

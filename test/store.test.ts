@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { migrate } from '../src/db/migrate.js';
 import { newRequestId } from '../src/ids.js';
 import { createLogger } from '../src/log.js';
+import { requestIdFloor } from '../src/protocol.js';
 import { createStore, type PendingRow } from '../src/store.js';
 import { testDatabaseUrl } from './support/db.js';
 import { uniqueId } from './support/server.js';
@@ -109,6 +110,28 @@ test('a replay from a request follows commit order, not id order', async (ctx) =
   assert.equal((await store.latest(id))?.id, small.id);
   await store.deleteWebhook(id);
   assert.is((await sql`select count(*)::int as n from request_batches where webhook_id = ${id}`)[0]!.n, 0, 'its batches go with it');
+});
+
+test('requestsAfter cuts a page by payload bytes (one row at least) and says more follow', async (ctx) => {
+  const { store } = await open(ctx);
+  const id = uniqueId('bytes');
+  await store.createWebhook(id, null);
+  const big = (n: number): PendingRow => {
+    const rid = newRequestId();
+    return { id: rid, webhookId: id, json: JSON.stringify({ id: rid, pad: 'x'.repeat(n) }) };
+  };
+  const rows = [big(1000), big(1000), big(1000), big(5000)];
+  await store.insertRequests(rows.slice(0, 2));
+  await store.insertRequests(rows.slice(2));
+  const start = { position: 0, id: requestIdFloor(0) };
+  const size = rows[0]!.json.length;
+  const two = await store.requestsAfter(id, start, 10, 2 * size);
+  assert.equal([two.rows.map((r) => r.id), two.truncated], [rows.slice(0, 2).map((r) => r.id), true]);
+  const rest = await store.requestsAfter(id, two.rows[1]!, 10, 10);
+  assert.equal([rest.rows.map((r) => r.id), rest.truncated], [[rows[2]!.id], true], 'one row however large');
+  const all = await store.requestsAfter(id, start, 10);
+  assert.equal([all.rows.map((r) => [r.id, r.position]), all.truncated], [rows.map((r, i) => [r.id, i < 2 ? 1 : 2]), false]);
+  await store.deleteWebhook(id);
 });
 
 test.run();
