@@ -228,7 +228,7 @@ export function createStore(sql: Sql) {
         ) page
         -- Only the first row past the cut comes back, to tell that more follow.
         where n <= 2 or upto - bytes <= ${maxBytes}
-        order by n`;
+        order by page.n`;
       const rows: StoredRow[] = [];
       for (const r of found) {
         if (Number(r.n) > limit || (r.n !== '1' && Number(r.upto) > maxBytes)) break;

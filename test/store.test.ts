@@ -131,6 +131,12 @@ test('requestsAfter cuts a page by payload bytes (one row at least) and says mor
   assert.equal([rest.rows.map((r) => r.id), rest.truncated], [[rows[2]!.id], true], 'one row however large');
   const all = await store.requestsAfter(id, start, 10);
   assert.equal([all.rows.map((r) => [r.id, r.position]), all.truncated], [rows.map((r, i) => [r.id, i < 2 ? 1 : 2]), false]);
+  // Past ten rows and ten positions, where an order by their text would go astray.
+  const more = Array.from({ length: 12 }, () => big(10));
+  for (const r of more) await store.insertRequests([r]);
+  const page = await store.requestsAfter(id, all.rows.at(-1)!, 20);
+  assert.equal([page.rows.map((r) => r.id), page.truncated], [more.map((r) => r.id), false]);
+  assert.equal((await store.latest(id))?.position, 14);
   await store.deleteWebhook(id);
 });
 
