@@ -193,13 +193,13 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
       let page: { ids: string[]; bytes: number; next: string | null };
       if (filter) page = await deps.search.page(id, filter, query.output.limit, query.output.before, opts.maxPageBytes);
       else {
-        const p = await store.pageOf(id, 'newest', query.output.before, query.output.limit, opts.maxPageBytes);
+        const p = await store.pageOf(id, query.output.before, query.output.limit, opts.maxPageBytes);
         page = { ids: p.ids, bytes: p.bytes, next: p.more ? p.ids[p.ids.length - 1]! : null };
       }
       if (ex.done) return;
       const hold = held(page.bytes);
       try {
-        const json = await store.payloadsOf(id, page.ids, 'newest');
+        const json = await store.payloadsOf(id, page.ids);
         sendHeld(ex, pageBody(json, page.next), hold);
       } catch (err) {
         hold.release();

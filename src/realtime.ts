@@ -21,6 +21,7 @@ import {
   type ServerEvents,
   type WsErrorCode,
 } from './protocol.js';
+import type { Relay } from './relay.js';
 import type { PendingRow, Store } from './store.js';
 import { uws, type TemplatedApp, type WebSocket } from './uws.js';
 import type { WebhookCache } from './webhooks.js';
@@ -64,6 +65,8 @@ export interface RealtimeOptions {
 interface Deps {
   auth: Auth;
   store: Store;
+  /** Which rooms this instance serves: told when a room gets its first member and loses its last. */
+  relay: Pick<Relay, 'watch' | 'unwatch'>;
   webhooks: WebhookCache;
   metrics: Metrics;
   log: Logger;
@@ -170,7 +173,10 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
     const set = members.get(room);
     if (set === undefined) return;
     set.delete(ws);
-    if (set.size === 0) members.delete(room);
+    if (set.size === 0) {
+      members.delete(room);
+      deps.relay.unwatch(room.slice(roomPrefix.length));
+    }
   }
 
   async function join(ws: Socket, webhookId: string, since: string | undefined, ref: Ref) {
@@ -199,13 +205,16 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
         metrics.joinedRooms.inc();
       }
     }
-    if (since === undefined) {
-      // Read after subscribing: a request committed later reaches us live, so `last` is a
-      // resume point that cannot skip anything.
-      const last = await store.latestRequestId(webhookId);
-      if (!conn.closed) send(ws, 'joined', { webhookId, room, last }, ref);
-      return;
-    }
+    // After subscribing: the relay publishes to the room everything committed after `last`, so
+    // `last` is a resume point that cannot skip anything, and the replay below, read later,
+    // overlaps what is published live rather than leaving a gap.
+    const latest = await deps.relay.watch(webhookId).catch((err: unknown) => {
+      // Not served here after all: nothing would be published to it.
+      leaveRoom(ws, room);
+      throw err;
+    });
+    if (conn.closed) return;
+    if (since === undefined) return send(ws, 'joined', { webhookId, room, last: latest }, ref);
     send(ws, 'joined', { webhookId, room }, ref);
     // One replay at a time per connection: ten joins at once replay one after the other.
     const replay = conn.replays.then(() => replayFrom(ws, webhookId, room, since, ref));
@@ -223,35 +232,37 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
    */
   async function replayFrom(ws: Socket, webhookId: string, room: string, since: string, ref: Ref) {
     const conn = ws.getUserData();
-    // Replayed events echo the join's ref, which tells them apart from live ones.
-    let last = since;
+    // Replayed events echo the join's ref, which tells them apart from live ones. The replay
+    // follows commit order from the place of `since` (store.cursorOf), so a request another
+    // instance committed out of id order is not skipped.
+    let cursor = await store.cursorOf(webhookId, since);
     let count = 0;
     let more = true;
     while (more && count < opts.replayLimit && !conn.closed) {
-      const page = await store.pageOf(webhookId, 'oldest', last, opts.replayLimit - count, opts.maxPageBytes);
+      const page = await store.pageAfter(webhookId, cursor, opts.replayLimit - count, opts.maxPageBytes);
       more = page.more;
-      if (conn.closed || page.ids.length === 0) break;
+      if (conn.closed || page.last === undefined) break;
       const hold = reads.hold();
       if (!hold.take(page.bytes)) {
         metrics.readRefusals.inc();
-        return sendError(ws, 'OVERLOADED', ref, { webhookId, last, retryAfterMs: overloadedRetryMs });
+        return sendError(ws, 'OVERLOADED', ref, { webhookId, last: cursor.id, retryAfterMs: overloadedRetryMs });
       }
       try {
-        const json = await store.payloadsOf(webhookId, page.ids, 'oldest');
+        const json = await store.payloadsOf(webhookId, page.ids);
         if (conn.closed) return;
         ws.cork(() => {
           for (const payload of json) sent(ws, ws.send(newRequestFrame(payload, ref), false));
         });
-        // A row deleted since its page was cut (retention) is skipped; `last` moves past it all the same.
+        // A row deleted since its page was cut (retention) is skipped; the cursor moves past it all the same.
         count += json.length;
-        last = page.ids[page.ids.length - 1]!;
+        cursor = page.last;
         await drained(ws);
       } finally {
         hold.release();
       }
     }
     if (conn.closed) return;
-    send(ws, 'replayed', { webhookId, room, count, truncated: more, last }, ref);
+    send(ws, 'replayed', { webhookId, room, count, truncated: more, last: cursor.id }, ref);
   }
 
   /** Resolves once the socket's send buffer is down to `replayLowWater`, or it closed. */
@@ -479,6 +490,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
 
 export type Realtime = ReturnType<typeof createRealtime>;
 
+const roomPrefix = roomOf('');
 const MiB = 1024 * 1024;
 export const hardPayloadCeiling = (max: number) => Math.max(4 * max, MiB);
 

@@ -1,6 +1,7 @@
 import { registerApi } from './api.js';
 import { createAuth } from './auth.js';
 import { createBudget } from './budget.js';
+import { createNotifyBus } from './bus.js';
 import { registerCapture } from './capture.js';
 import type { Config } from './config.js';
 import { openDatabase } from './db/connect.js';
@@ -18,7 +19,8 @@ import { registerResend } from './resend.js';
 import { createRetention } from './retention.js';
 import { createSearch } from './search.js';
 import { registerStatic } from './static.js';
-import { createStore } from './store.js';
+import { createRelay } from './relay.js';
+import { createStore, type Webhook } from './store.js';
 import { listen, type Listener } from './listener.js';
 import { uws } from './uws.js';
 import { createWebhookCache } from './webhooks.js';
@@ -60,14 +62,35 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   const app = uws.App();
   // One ceiling for the payload bytes of every REST page and replay page being fetched or sent.
   const reads = createBudget(config.reads.maxReadBytes, (delta) => metrics.readBytes.inc(delta));
-  const realtime = createRealtime(app, { ...config.ws, replayLimit: config.reads.replayLimit, maxPageBytes: config.reads.maxPageBytes }, { auth, store, webhooks, metrics, log, reads, isDraining });
+  // Another instance's deletion (announced, or found by the relay's check) empties the room here.
+  const deletedElsewhere = (webhookId: string) => {
+    webhooks.forget(webhookId);
+    realtime.webhookDeleted(webhookId);
+  };
+  const relay = createRelay(
+    // A fill reads at most what one INSERT batch may hold.
+    { fillLimit: config.reads.replayLimit, fillMaxBytes: config.writer.maxBytes, checkIntervalMs: 1000 },
+    { store, log, metrics, publish: (rows) => realtime.publish(rows), deleted: deletedElsewhere },
+  );
+  const bus = await createNotifyBus(
+    db,
+    { committed: relay.announced, created: webhooks.forget, deleted: deletedElsewhere, resumed: relay.resumed },
+    log,
+  );
+  const realtime = createRealtime(
+    app,
+    { ...config.ws, replayLimit: config.reads.replayLimit, maxPageBytes: config.reads.maxPageBytes },
+    { auth, store, webhooks, relay, metrics, log, reads, isDraining },
+  );
   const writer = createWriter(
     store,
     config.writer,
     metrics,
     log,
-    (rows) => {
-      realtime.publish(rows);
+    (rows, positions) => {
+      relay.committed(rows, positions);
+      // A batch settled after a broken connection has no positions: the others look them up.
+      bus.committed(positions.size > 0 ? positions : new Map(rows.map((r) => [r.webhookId, undefined])));
       retention.written(rows);
     },
   );
@@ -75,10 +98,16 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   const publicUrl = () => config.server.publicUrl ?? `http://localhost:${port}`;
   const search = createSearch(db.sql, { scanRows: config.api.searchScanRows });
   registerCapture(app, config.capture, { webhooks, writer, metrics, log, isDraining });
+  // A webhook created here ends the other instances' remembered miss for its id at once.
+  const announcing = { ...webhooks, remember: (w: Webhook) => (webhooks.remember(w), bus.created(w.id)) };
+  const onDeleted = (webhookId: string) => {
+    realtime.webhookDeleted(webhookId);
+    bus.deleted(webhookId);
+  };
   registerApi(
     app,
     { ...config.api, maxPageBytes: config.reads.maxPageBytes, publicUrl },
-    { auth, store, webhooks, log, metrics, reads, onDeleted: realtime.webhookDeleted, search },
+    { auth, store, webhooks: announcing, log, metrics, reads, onDeleted, search },
   );
   registerDeletion(app, { batch: config.retention.batch }, { auth, sql: db.sql, webhooks, log });
   registerResend(app, { ...config.resend, maxApiBodyBytes: config.api.maxApiBodyBytes }, { auth, store, webhooks, log });
@@ -93,6 +122,8 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     listener = await listen(app, { host: config.server.host, port: config.server.port, share: config.server.sharePort }, { log, metrics });
   } catch (err) {
     metrics.close();
+    relay.close();
+    await bus.close();
     await db.close();
     throw err;
   }
@@ -118,7 +149,9 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     // 5. Close what is still open (idle keep-alive connections), so nothing reaches a server
     //    that is going away. The binary has app.close(); its typings do not list it.
     (app as unknown as { close(): void }).close();
-    // 6. End the pool, then stop embedded Postgres.
+    // 6. Stop listening to the other instances, end the pool, then stop embedded Postgres.
+    relay.close();
+    await bus.close();
     await retentionStopped;
     await db.close();
     metrics.close();

@@ -32,24 +32,62 @@ const toWebhook = (r: WebhookRow): Webhook => ({ id: r.id, createdAt: r.created_
 // No foreign key (migration 002): each webhook of the batch is locked once, FOR KEY SHARE as the
 // foreign key would for every row, and only the rows of webhooks that got locked are stored. A
 // webhook deleted before the lock is not found; one deleted after it waits for this commit, then
-// its requests go too (deleteWebhook). The answer is the webhooks that were locked.
-const insert = (sql: Sql, rows: readonly PendingRow[], webhookIds: readonly string[]) => sql<{ id: string }[]>`
+// its requests go too (deleteWebhook).
+//
+// Positions (migration 003): once every row is in (`counted` reads all of `stored`), each webhook
+// of the batch is locked for its counter: an advisory lock per webhook, taken in one order by
+// every batch so that two batches sharing webhooks cannot deadlock, then the UPDATE's row lock.
+// Both last until the commit, so a webhook's positions are given in commit order, and a batch
+// of the same webhook waits only for this one's commit, not for its rows. The answer is the
+// position each stored webhook reached; a webhook not in it was deleted.
+const insert = (sql: Sql, rows: readonly PendingRow[], webhookIds: readonly string[]) => sql<{ id: string; position: string }[]>`
   with live as materialized (
     select id from webhooks where id = any(string_to_array(${webhookIds.join('\n')}, E'\n')) for key share
+  ), key as materialized (
+    select nextval('request_batch_keys') as batch
   ), stored as (
-    insert into requests (id, webhook_id, payload)
-    select r.id::uuid, r.webhook_id, r.payload
+    insert into requests (id, webhook_id, payload, batch)
+    select r.id::uuid, r.webhook_id, r.payload, (select batch from key)
     from rows from (
       string_to_table(${rows.map((r) => r.id).join('\n')}, E'\n'),
       string_to_table(${rows.map((r) => r.webhookId).join('\n')}, E'\n'),
       string_to_table(${rows.map((r) => r.json).join('\n')}, E'\n')
     ) as r (id, webhook_id, payload)
     where r.webhook_id in (select id from live)
+    returning id::text as id, webhook_id
+  ), counted as materialized (
+    -- No min(uuid) before PostgreSQL 16; the text of a UUID in byte order is its order.
+    select webhook_id, min(id collate "C")::uuid as first_id, max(id collate "C")::uuid as last_id from stored group by webhook_id
+  ), locked as materialized (
+    select c.*, pg_advisory_xact_lock(1752133483, hashtext(c.webhook_id)) -- 0x686f6f6b, "hook"
+    from (select * from counted order by hashtext(webhook_id), webhook_id) c
+  ), advanced as (
+    update webhooks w set position = w.position + 1 from locked l where w.id = l.webhook_id
+    returning w.id, w.position, l.first_id, l.last_id
+  ), recorded as (
+    insert into request_batches (webhook_id, position, batch, first_id, last_id)
+    select a.id, a.position, (select batch from key), a.first_id, a.last_id from advanced a
   )
-  select id from live`;
+  select id, position::text as position from advanced`;
 
-/** `newest`: REST listings, newest first. `oldest`: `since` replays, oldest first. */
-export type PageOrder = 'newest' | 'oldest';
+/**
+ * Where a request stands in its webhook's history: its batch's position, then its id. Everything
+ * committed later has a greater cursor, whichever process wrote it.
+ */
+export interface Cursor {
+  position: number;
+  id: string;
+}
+
+/** What a committed batch reached: the position of each webhook whose rows were stored. */
+export type Positions = Map<string, number>;
+
+/** A stored request as the feed and replay read it back. */
+export interface StoredRow {
+  id: string;
+  position: number;
+  json: string;
+}
 
 /** One page of stored requests, cut by rows and by bytes (see `pageOf`). */
 export interface Page {
@@ -59,12 +97,36 @@ export interface Page {
   more: boolean;
 }
 
+/**
+ * The rows of a page query (ordered, with a running byte total `upto`, and at most one row past
+ * the cut) cut at `limit` rows or where the bytes would pass `maxBytes`, one row at least.
+ */
+function cut(rows: readonly { id: string; bytes: number; n: string; upto: string }[], limit: number, maxBytes: number): Page {
+  const ids: string[] = [];
+  let bytes = 0;
+  for (const r of rows) {
+    if (Number(r.n) > limit || (r.n !== '1' && Number(r.upto) > maxBytes)) break;
+    ids.push(r.id);
+    bytes += r.bytes;
+  }
+  return { ids, bytes, more: rows.length > ids.length };
+}
+
 /** Serialises webhook creation while a limit is counted ("hooky" + 1; migrations hold "hooky"). */
 const createLockKey = 0x686f6f6b7a;
 
 /** Every query hooky makes. Payloads come back as the JSON text they were stored as. */
 export function createStore(sql: Sql) {
-  return {
+  /** The stored rows of `ids`, in their order; a row deleted meanwhile is missing. */
+  async function payloadRows(webhookId: string, ids: readonly string[]): Promise<{ id: string; payload: string }[]> {
+    if (ids.length === 0) return [];
+    return sql<{ id: string; payload: string }[]>`
+      select r.id::text as id, r.payload from unnest(${ids as string[]}::uuid[]) with ordinality as p(id, n)
+      join requests r on r.webhook_id = ${webhookId} and r.id = p.id
+      order by p.n`;
+  }
+
+  const store = {
     /** Inserts a webhook; false when the id is taken. */
     async createWebhook(id: string, response: WebhookResponse | null): Promise<Webhook | false> {
       const rows = await sql<WebhookRow[]>`
@@ -107,22 +169,20 @@ export function createStore(sql: Sql) {
       return sql.begin(async (tx) => {
         const rows = await tx`delete from webhooks where id = ${id} returning id`;
         if (rows.length > 0) await tx`delete from requests where webhook_id = ${id}`;
+        if (rows.length > 0) await tx`delete from request_batches where webhook_id = ${id}`;
         return rows.length > 0;
       });
     },
 
     /**
-     * Commits a batch in one statement and returns the ids stored. A row whose webhook was
-     * deleted meanwhile is skipped rather than failing the batch for everyone else. Undefined
-     * means every row was stored.
+     * Commits a batch in one statement and returns the position each webhook reached. A row
+     * whose webhook was deleted meanwhile is skipped rather than failing the batch for everyone
+     * else: its webhook is missing from the answer.
      */
-    async insertRequests(rows: readonly PendingRow[]): Promise<Set<string> | undefined> {
+    async insertRequests(rows: readonly PendingRow[]): Promise<Positions> {
       const webhookIds = [...new Set(rows.map((r) => r.webhookId))];
-      const live = await insert(sql, rows, webhookIds);
-      // The common case, every webhook still there, needs no set.
-      if (live.length === webhookIds.length) return undefined;
-      const kept = new Set(live.map((w) => w.id));
-      return new Set(rows.filter((r) => kept.has(r.webhookId)).map((r) => r.id));
+      const reached = await insert(sql, rows, webhookIds);
+      return new Map(reached.map((w) => [w.id, Number(w.position)]));
     },
 
     /** Which of these request ids are stored. */
@@ -132,51 +192,65 @@ export function createStore(sql: Sql) {
     },
 
     /**
-     * The ids of one page and their payload bytes, without the payloads: at most `limit` rows,
-     * `newest` first before `cursor` or `oldest` first after it, cut where the running total of
-     * payload bytes would pass `maxBytes` (a page has at least one row, however large). The cut
-     * is made by Postgres, from sizes it reads without detoasting a payload, so a page's bytes
-     * are known before any of them is fetched. `more`: rows follow the page.
+     * A page of a webhook's requests, newest first from `before` (exclusive), cut at `limit` rows
+     * or where their payload bytes would pass `maxBytes` (one row at least, however large). Only
+     * ids and sizes: Postgres reads the sizes without the payloads, so the caller can hold the
+     * bytes from the read budget before `payloadsOf` fetches them.
      */
-    async pageOf(webhookId: string, order: PageOrder, cursor: string | undefined, limit: number, maxBytes: number): Promise<Page> {
-      const newest = order === 'newest';
-      const dir = newest ? sql`desc` : sql`asc`;
-      const after = cursor === undefined ? sql`` : newest ? sql`and id < ${cursor}::uuid` : sql`and id > ${cursor}::uuid`;
+    async pageOf(webhookId: string, before: string | undefined, limit: number, maxBytes: number): Promise<Page> {
+      const older = before === undefined ? sql`` : sql`and id < ${before}::uuid`;
       // Only the first row past the page comes back beside it (n <= 2, or the bytes before it fit).
-      const rows = await sql<{ id: string; bytes: number; keep: boolean }[]>`
-        with page as (
+      const rows = await sql<{ id: string; bytes: number; n: string; upto: string }[]>`
+        select id::text as id, bytes, n::text as n, upto::text as upto from (
           select id, octet_length(payload) as bytes, row_number() over w as n, sum(octet_length(payload)) over w as upto
           from requests
-          where webhook_id = ${webhookId} ${after}
-          window w as (order by id ${dir} rows between unbounded preceding and current row)
-          order by id ${dir}
+          where webhook_id = ${webhookId} ${older}
+          window w as (order by id desc rows between unbounded preceding and current row)
+          order by id desc
           limit ${limit + 1}
-        )
-        select id::text as id, bytes, n <= ${limit} and (n = 1 or upto <= ${maxBytes}) as keep
-        from page
+        ) page
         where n <= 2 or upto - bytes <= ${maxBytes}
-        order by n`;
-      const ids: string[] = [];
-      let bytes = 0;
-      for (const r of rows) {
-        if (!r.keep) break;
-        ids.push(r.id);
-        bytes += r.bytes;
-      }
-      return { ids, bytes, more: rows.length > ids.length };
+        order by page.n`;
+      return cut(rows, limit, maxBytes);
     },
 
-    /** The payloads of a page, in its order; a row deleted since its page was cut is missing. */
-    async payloadsOf(webhookId: string, ids: readonly string[], order: PageOrder): Promise<string[]> {
-      if (ids.length === 0) return [];
-      const rows = await sql<{ payload: string }[]>`
-        select payload from requests
-        where webhook_id = ${webhookId} and id = any(${ids as string[]}::uuid[])
-        order by id ${order === 'newest' ? sql`desc` : sql`asc`}`;
-      return rows.map((r) => r.payload);
+    /**
+     * A page of what was committed after `after`, in commit order (batch position, then id), cut
+     * like `pageOf`; `last` is the cursor of its last row. Each batch holds a row at least, so the
+     * cursor's batch and limit + 1 after it are enough, each read by an id range.
+     */
+    async pageAfter(webhookId: string, after: Cursor, limit: number, maxBytes: number): Promise<Page & { positions: number[]; last: Cursor | undefined }> {
+      const rows = await sql<{ id: string; position: string; bytes: number; n: string; upto: string }[]>`
+        select id, position::text as position, bytes, n::text as n, upto::text as upto from (
+          select x.id, b.position, x.bytes, row_number() over w as n, sum(x.bytes) over w as upto
+          from (
+            select position, batch, first_id, last_id from request_batches
+            where webhook_id = ${webhookId} and position >= ${after.position}
+            order by position limit ${limit + 2}
+          ) b
+          cross join lateral (
+            select r.id as uid, r.id::text as id, octet_length(r.payload) as bytes from requests r
+            where r.webhook_id = ${webhookId} and r.id between b.first_id and b.last_id and r.batch = b.batch
+              and (b.position > ${after.position} or r.id > ${after.id}::uuid)
+            order by r.id limit ${limit + 1}
+          ) x
+          window w as (order by b.position, x.uid rows between unbounded preceding and current row)
+          order by b.position, x.uid
+          limit ${limit + 1}
+        ) page
+        where n <= 2 or upto - bytes <= ${maxBytes}
+        order by page.n`;
+      const page = cut(rows, limit, maxBytes);
+      const positions = rows.slice(0, page.ids.length).map((r) => Number(r.position));
+      const n = page.ids.length;
+      return { ...page, positions, last: n === 0 ? undefined : { position: positions[n - 1]!, id: page.ids[n - 1]! } };
     },
 
-    /** Payload bytes of one request, read without detoasting it; undefined when there is none. */
+    /** The payloads of a page, in the order of `ids`; a row deleted since its page was cut is missing. */
+    async payloadsOf(webhookId: string, ids: readonly string[]): Promise<string[]> {
+      return (await payloadRows(webhookId, ids)).map((r) => r.payload);
+    },
+
     async sizeOf(webhookId: string, id: string): Promise<number | undefined> {
       const [row] = await sql<{ bytes: number }[]>`
         select octet_length(payload) as bytes from requests where webhook_id = ${webhookId} and id = ${id}::uuid`;
@@ -189,17 +263,54 @@ export function createStore(sql: Sql) {
       return row?.payload;
     },
 
+    /** The cursor of request `id`; for an id not stored, the cursor just before the first batch holding a later id. */
+    async cursorOf(webhookId: string, id: string): Promise<Cursor> {
+      const [row] = await sql<{ position: string }[]>`
+        select coalesce(
+          (select b.position from requests r join request_batches b on b.webhook_id = r.webhook_id and b.batch = r.batch
+           where r.webhook_id = ${webhookId} and r.id = ${id}::uuid),
+          (select min(position) from request_batches where webhook_id = ${webhookId} and last_id > ${id}::uuid),
+          (select position from webhooks where id = ${webhookId}),
+          0)::text as position`;
+      return { position: Number(row!.position), id };
+    },
+
+    /**
+     * Requests committed after `after`, in commit order, with their payloads: a page of
+     * `pageAfter`, then its payloads. `truncated`: more follow.
+     */
+    async requestsAfter(webhookId: string, after: Cursor, limit: number, maxBytes = Number.MAX_SAFE_INTEGER): Promise<{ rows: StoredRow[]; truncated: boolean }> {
+      const page = await store.pageAfter(webhookId, after, limit, maxBytes);
+      const position = new Map(page.ids.map((id, i) => [id, page.positions[i]!]));
+      const found = await payloadRows(webhookId, page.ids);
+      return { rows: found.map((r) => ({ id: r.id, position: position.get(r.id)!, json: r.payload })), truncated: page.more };
+    },
+
     /** The newest committed request id of a webhook, or null. */
     async latestRequestId(webhookId: string): Promise<string | null> {
-      const [row] = await sql<{ id: string }[]>`
-        select id::text as id from requests where webhook_id = ${webhookId} order by id desc limit 1`;
-      return row?.id ?? null;
+      return (await store.latest(webhookId))?.id ?? null;
+    },
+
+    /** The cursor of a webhook's newest committed request (the last of its newest batch), or null. */
+    async latest(webhookId: string): Promise<Cursor | null> {
+      const [row] = await sql<{ position: string; id: string }[]>`
+        select b.position::text as position, b.last_id::text as id from request_batches b
+        where b.webhook_id = ${webhookId} order by b.position desc limit 1`;
+      return row ? { position: Number(row.position), id: row.id } : null;
+    },
+
+    /** The position each of these webhooks has reached; a webhook missing from the answer does not exist. */
+    async positions(webhookIds: readonly string[]): Promise<Positions> {
+      const rows = await sql<{ id: string; position: string }[]>`
+        select id, position::text as position from webhooks where id = any(${webhookIds as string[]}::text[])`;
+      return new Map(rows.map((r) => [r.id, Number(r.position)]));
     },
 
     async ping(): Promise<void> {
       await sql`select 1`;
     },
   };
+  return store;
 }
 
 export type Store = ReturnType<typeof createStore>;
