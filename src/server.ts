@@ -82,18 +82,16 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     { ...config.ws, replayLimit: config.reads.replayLimit, maxPageBytes: config.reads.maxPageBytes },
     { auth, store, webhooks, relay, metrics, log, reads, isDraining },
   );
-  const writer = createWriter(
-    store,
-    config.writer,
+  const writer = createWriter(store, config.writer, {
     metrics,
     log,
-    (rows, positions) => {
+    onCommitted(rows, positions) {
       relay.committed(rows, positions);
       // A batch settled after a broken connection has no positions: the others look them up.
       bus.committed(positions.size > 0 ? positions : new Map(rows.map((r) => [r.webhookId, undefined])));
       retention.written(rows);
     },
-  );
+  });
   let port = 0;
   const publicUrl = () => config.server.publicUrl ?? `http://localhost:${port}`;
   const search = createSearch(db.sql, { scanRows: config.api.searchScanRows });

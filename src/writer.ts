@@ -51,7 +51,14 @@ interface Waiting {
  * is dropped when its batch is taken, so a sender that retries creates no duplicate. Once the
  * batch is sent, a sender that goes away no longer changes anything: the row is stored.
  */
-export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics, log: Logger, onCommitted: (rows: PendingRow[], positions: Positions) => void) {
+interface Deps {
+  metrics: Metrics;
+  log: Logger;
+  /** Called once per committed batch, in commit order, with the positions it reached. */
+  onCommitted: (rows: PendingRow[], positions: Positions) => void;
+}
+
+export function createWriter(store: Store, opts: WriterOptions, { metrics, log, onCommitted }: Deps) {
   let queue: Waiting[] = [];
   let queuedBytes = 0;
   let flushing = false;

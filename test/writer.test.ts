@@ -45,7 +45,7 @@ const test = suite('writer');
 test('a lone write is flushed at once; writes arriving during a flush form the next batch', async () => {
   const { store, batches, gates } = fakeStore();
   const published: string[][] = [];
-  const w = createWriter(store, opts, createMetrics(), log, (rows) => published.push(rows.map((r) => r.id)));
+  const w = createWriter(store, opts, { metrics: createMetrics(), log, onCommitted: (rows) => published.push(rows.map((r) => r.id))});
   const first = w.write(row(1));
   await tick();
   assert.is(batches.length, 1);
@@ -63,7 +63,7 @@ test('a lone write is flushed at once; writes arriving during a flush form the n
 
 test('batches are capped by rows and by bytes, in order', async () => {
   const { store, batches, gates } = fakeStore();
-  const w = createWriter(store, { ...opts, maxRows: 3, maxBytes: 25 }, createMetrics(), log, () => {});
+  const w = createWriter(store, { ...opts, maxRows: 3, maxBytes: 25 }, { metrics: createMetrics(), log, onCommitted: () => {}});
   const all = Array.from({ length: 7 }, (_, i) => w.write(row(i, 10)));
   for (let i = 0; i < 5 && gates.length > batches.length - 1; i++) {
     await tick();
@@ -78,7 +78,7 @@ test('batches are capped by rows and by bytes, in order', async () => {
 test('a failed insert rejects its batch with 503 and the writer recovers', async () => {
   const { store, gates } = fakeStore();
   const metrics = createMetrics();
-  const w = createWriter(store, opts, metrics, log, () => {});
+  const w = createWriter(store, opts, { metrics: metrics, log, onCommitted: () => {}});
   const a = w.write(row(1));
   await tick();
   gates[0]!.release(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
@@ -97,7 +97,7 @@ test('a failed insert rejects its batch with 503 and the writer recovers', async
 test('a connection lost mid-insert is settled: committed rows answer stored, the others 503', async () => {
   const { store, gates, afterwards } = fakeStore();
   const published: string[] = [];
-  const w = createWriter(store, opts, createMetrics(), log, (rows) => published.push(...rows.map((r) => r.id)));
+  const w = createWriter(store, opts, { metrics: createMetrics(), log, onCommitted: (rows) => published.push(...rows.map((r) => r.id))});
   const p = [w.write(row(1)), w.write(row(2))];
   await tick();
   gates[0]!.release(Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' }));
@@ -120,7 +120,7 @@ test('a connection lost mid-insert is settled: committed rows answer stored, the
 
 test('a batch that cannot be settled in time answers 503', async () => {
   const { store, gates } = fakeStore();
-  const w = createWriter(store, { ...opts, settleTimeoutMs: 30 }, createMetrics(), log, () => {});
+  const w = createWriter(store, { ...opts, settleTimeoutMs: 30 }, { metrics: createMetrics(), log, onCommitted: () => {}});
   const p = w.write(row(1));
   await tick();
   gates[0]!.release(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
@@ -131,7 +131,7 @@ test('a batch that cannot be settled in time answers 503', async () => {
 test('rows whose webhook vanished resolve "gone" and are not published', async () => {
   const { store, gates } = fakeStore();
   const published: string[] = [];
-  const w = createWriter(store, opts, createMetrics(), log, (rows) => published.push(...rows.map((r) => r.id)));
+  const w = createWriter(store, opts, { metrics: createMetrics(), log, onCommitted: (rows) => published.push(...rows.map((r) => r.id))});
   const p = [w.write({ ...row(1), webhookId: 'deleted' }), w.write(row(2))];
   await tick();
   gates[0]!.release(undefined, new Set(['deleted']));
@@ -141,7 +141,7 @@ test('rows whose webhook vanished resolve "gone" and are not published', async (
 
 test('the queue is bounded: past queueMaxBytes a write is refused with 503 overloaded', async () => {
   const { store } = fakeStore();
-  const w = createWriter(store, { ...opts, queueMaxBytes: 25 }, createMetrics(), log, () => {});
+  const w = createWriter(store, { ...opts, queueMaxBytes: 25 }, { metrics: createMetrics(), log, onCommitted: () => {}});
   void w.write(row(1, 10));
   void w.write(row(2, 10));
   const err = (await w.write(row(3, 10)).catch((e: unknown) => e)) as HttpError;
@@ -151,7 +151,7 @@ test('the queue is bounded: past queueMaxBytes a write is refused with 503 overl
 
 test('close waits for every accepted row, then refuses new ones', async () => {
   const { store, gates } = fakeStore();
-  const w = createWriter(store, opts, createMetrics(), log, () => {});
+  const w = createWriter(store, opts, { metrics: createMetrics(), log, onCommitted: () => {}});
   const a = w.write(row(1));
   await tick();
   const b = w.write(row(2));
@@ -171,9 +171,9 @@ test('close waits for every accepted row, then refuses new ones', async () => {
 
 test('a publish that throws is logged, never turned into a 503 for committed rows', async () => {
   const { store, gates } = fakeStore();
-  const w = createWriter(store, opts, createMetrics(), log, () => {
+  const w = createWriter(store, opts, { metrics: createMetrics(), log, onCommitted: () => {
     throw new Error('bug in publish');
-  });
+  } });
   const a = w.write(row(1));
   await tick();
   gates[0]!.release();
@@ -184,7 +184,7 @@ test('a row whose sender went away while it waited is dropped, not stored; once 
   const { store, batches, gates } = fakeStore();
   const published: string[] = [];
   const metrics = createMetrics();
-  const w = createWriter(store, opts, metrics, log, (rows) => published.push(...rows.map((r) => r.id)));
+  const w = createWriter(store, opts, { metrics: metrics, log, onCommitted: (rows) => published.push(...rows.map((r) => r.id))});
   let goneA = false;
   const a = w.write(row(1), () => goneA);
   await tick();
