@@ -43,6 +43,16 @@ const databaseUrl = v.pipe(
   v.check((s) => s === undefined || /^postgres(ql)?:\/\//.test(s), 'must start with postgres:// or postgresql://'),
 );
 
+/** Comma-separated NATS servers, nats://host:port or tls://host:port; unset: the bus is LISTEN/NOTIFY. */
+const natsUrl = v.pipe(
+  optionalText,
+  v.transform((s) => s?.split(',').map((u) => u.trim()).filter((u) => u !== '')),
+  v.check(
+    (list) => list === undefined || (list.length > 0 && list.every((u) => URL.canParse(u) && /^(nats|tls):$/.test(new URL(u).protocol))),
+    'must be a comma-separated list of nats://host:port (or tls://host:port) servers',
+  ),
+);
+
 /** Optional bearer token: URL- and subprotocol-safe characters, long enough not to be guessed. */
 const apiToken = v.pipe(
   optionalText,
@@ -104,6 +114,8 @@ export const EnvSchema = v.object({
   HOOKY_PG_POOL_SIZE: int(10, 2, 200), // connections to PostgreSQL
   HOOKY_SHUTDOWN_TIMEOUT_MS: int(10_000, 0, 600_000), // longest wait for in-flight work on SIGTERM
   HOOKY_SETTLE_TIMEOUT_MS: int(5_000, 0, 600_000), // how long to find out whether a batch cut off mid-commit was stored
+  HOOKY_NATS_URL: natsUrl, // unset: instances talk through LISTEN/NOTIFY on DATABASE_URL; set: through NATS core
+  HOOKY_NATS_PREFIX: v.optional(v.pipe(v.string(), v.trim(), v.regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'must be NATS subject tokens such as hooky or prod.hooky')), 'hooky'), // first tokens of every subject; one per deployment sharing a NATS
   HOOKY_BENCH_NOOP: bool(false), // benchmarks only: ANY /bench/noop reads the body and answers 200, storing nothing
 });
 
@@ -147,6 +159,9 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly settleTimeoutMs: number;
   readonly benchNoop: boolean;
+  /** NATS servers of the bus between instances; undefined: LISTEN/NOTIFY. */
+  readonly natsServers: readonly string[] | undefined;
+  readonly natsPrefix: string;
 }
 
 export class ConfigError extends Error {
@@ -208,5 +223,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownTimeoutMs: e.HOOKY_SHUTDOWN_TIMEOUT_MS,
     settleTimeoutMs: e.HOOKY_SETTLE_TIMEOUT_MS,
     benchNoop: e.HOOKY_BENCH_NOOP,
+    natsServers: e.HOOKY_NATS_URL && Object.freeze(e.HOOKY_NATS_URL),
+    natsPrefix: e.HOOKY_NATS_PREFIX,
   });
 }

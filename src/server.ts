@@ -1,6 +1,6 @@
 import { registerApi } from './api.js';
 import { createAuth } from './auth.js';
-import { createNotifyBus } from './bus.js';
+import { createNotifyBus, type BusHandlers } from './bus.js';
 import { registerCapture } from './capture.js';
 import type { Config } from './config.js';
 import { openDatabase } from './db/connect.js';
@@ -10,6 +10,7 @@ import { registerHealth } from './health.js';
 import { sendError } from './http.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
+import { createNatsBus } from './natsbus.js';
 import { createRealtime } from './realtime.js';
 import { createRelay } from './relay.js';
 import { createRetention } from './retention.js';
@@ -69,12 +70,29 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     { fillLimit: config.replayLimit, fillMaxBytes: config.batchMaxBytes, checkIntervalMs: 1000 },
     { store, log, metrics, publish: (rows) => realtime.publish(rows), deleted: deletedElsewhere },
   );
-  const bus = await createNotifyBus(
-    db,
-    { committed: relay.announced, created: webhooks.forget, deleted: deletedElsewhere, resumed: relay.resumed },
-    log,
-  );
-  const realtime = createRealtime(app, config, { auth, store, webhooks, relay, metrics, log, isDraining });
+  const heard: BusHandlers = {
+    // A batch that came with its rows (NATS) is published like one of ours: no read from Postgres.
+    committed: (webhookId, position, rows) =>
+      rows === undefined || position === undefined ? relay.announced(webhookId, position) : relay.committed(rows, new Map([[webhookId, position]])),
+    created: webhooks.forget,
+    deleted: deletedElsewhere,
+    resumed: relay.resumed,
+  };
+  const bus =
+    config.natsServers === undefined
+      ? await createNotifyBus(db, heard, log)
+      : await createNatsBus({ servers: config.natsServers, prefix: config.natsPrefix }, heard, log).catch(async (err: unknown) => {
+          relay.close();
+          metrics.close();
+          await db.close();
+          throw err;
+        });
+  // The bus hears a room's webhook from before its cursor is read until its last member leaves.
+  const served = {
+    watch: (webhookId: string) => (bus.watch?.(webhookId), relay.watch(webhookId)),
+    unwatch: (webhookId: string) => (relay.unwatch(webhookId), bus.unwatch?.(webhookId)),
+  };
+  const realtime = createRealtime(app, config, { auth, store, webhooks, relay: served, metrics, log, isDraining });
   const writer = createWriter(
     store,
     {
@@ -88,7 +106,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     (rows, positions) => {
       relay.committed(rows, positions);
       // A batch settled after a broken connection has no positions: the others look them up.
-      bus.committed(positions.size > 0 ? positions : new Map(rows.map((r) => [r.webhookId, undefined])));
+      bus.committed(positions.size > 0 ? positions : new Map(rows.map((r) => [r.webhookId, undefined])), rows);
       retention.written(rows);
     },
   );
