@@ -94,4 +94,15 @@ test('the rate burst must cover a rejoin of every room', () => {
   assert.is(loadConfig({ HOOKY_MAX_ROOMS: '401', HOOKY_WS_RATE_BURST: '200', HOOKY_WS_RATE_LIMIT: '0' }).maxRooms, 401);
 });
 
+test('HOOKY_NATS_URL: unset is the NOTIFY bus; a list of nats:// or tls:// servers; anything else is refused', () => {
+  assert.is(loadConfig({}).natsServers, undefined);
+  assert.is(loadConfig({}).natsPrefix, 'hooky');
+  const c = loadConfig({ HOOKY_NATS_URL: ' nats://n1:4222, tls://n2:4222 ', HOOKY_NATS_PREFIX: 'prod.hooky' });
+  assert.equal(c.natsServers, ['nats://n1:4222', 'tls://n2:4222']);
+  assert.is(c.natsPrefix, 'prod.hooky');
+  for (const bad of [{ HOOKY_NATS_URL: 'http://n1:4222' }, { HOOKY_NATS_URL: ',' }, { HOOKY_NATS_PREFIX: 'a.*' }, { HOOKY_NATS_PREFIX: 'a..b' }]) {
+    assert.throws(() => loadConfig(bad), (e: unknown) => e instanceof ConfigError && e.message.includes(Object.keys(bad)[0]!));
+  }
+});
+
 test.run();
