@@ -46,7 +46,8 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
   let nc: NatsConnection;
   try {
     nc = await connect({
-      servers: [...opts.servers],
+      ...credentials(opts.servers),
+      servers: opts.servers.map(withoutCredentials),
       name: `hooky ${instance}`,
       noEcho: true,
       maxReconnectAttempts: -1,
@@ -55,7 +56,7 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
       maxPingOut: 2,
     });
   } catch (err) {
-    throw new Error(`Could not connect to NATS at ${opts.servers.join(',')} (HOOKY_NATS_URL): ${(err as Error).message}`, { cause: err });
+    throw new Error(`Could not connect to NATS at ${opts.servers.map(withoutCredentials).join(',')} (HOOKY_NATS_URL): ${(err as Error).message}`, { cause: err });
   }
   let closed = false;
   let up = true;
@@ -185,3 +186,22 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
 
 /** Over `inlineMaxBytes` of UTF-8; a string's byte length is between its length and three times it. */
 const tooLarge = (row: PendingRow) => row.json.length > inlineMaxBytes || (row.json.length * 3 > inlineMaxBytes && Buffer.byteLength(row.json) > inlineMaxBytes);
+
+/**
+ * The client takes credentials as options, not in the URL: `nats://user:pass@host` gives a user
+ * and password, `nats://token@host` a token (the NATS convention), from the first URL with any.
+ */
+function credentials(servers: readonly string[]): { user: string; pass: string } | { token: string } | Record<string, never> {
+  for (const server of servers) {
+    const url = new URL(server);
+    const user = decodeURIComponent(url.username);
+    if (user === '') continue;
+    return url.password === '' ? { token: user } : { user, pass: decodeURIComponent(url.password) };
+  }
+  return {};
+}
+
+function withoutCredentials(server: string): string {
+  const url = new URL(server);
+  return `${url.protocol}//${url.host}`;
+}

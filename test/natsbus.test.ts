@@ -235,4 +235,31 @@ if (binary === undefined && process.env.CI !== 'true') {
   });
 
   two.run();
+
+  const auth = suite<{ nats: TestNats }>('HOOKY_NATS_URL with credentials');
+  auth.before(async (ctx) => {
+    ctx.nats = await startNats(binary, ['--user', 'hooky', '--pass', 's3cr:et']);
+  });
+  auth.after(async (ctx) => {
+    await ctx.nats?.close();
+  });
+
+  auth('nats://user:pass@host logs in; without them start-up fails with a message naming HOOKY_NATS_URL, not the password', async (ctx) => {
+    const port = new URL(ctx.nats.url).port;
+    const server = await startServer({ HOOKY_NATS_URL: `nats://hooky:${encodeURIComponent('s3cr:et')}@127.0.0.1:${port}` });
+    try {
+      assert.ok((await connections(ctx.nats.monitor)).some((c) => c.name?.startsWith('hooky ')), 'connected');
+    } finally {
+      await server.close();
+    }
+    const err = await startServer({ HOOKY_NATS_URL: `nats://hooky:wrong@127.0.0.1:${port}` }).then(
+      async (started) => (await started.close(), undefined),
+      (e: Error) => e,
+    );
+    if (err === undefined) return assert.unreachable('started with a wrong password');
+    assert.match(err.message, 'HOOKY_NATS_URL');
+    assert.not.match(err.message, 'wrong');
+  });
+
+  auth.run();
 }

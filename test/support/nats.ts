@@ -43,15 +43,15 @@ export interface TestNats {
   close(): Promise<void>;
 }
 
-/** A nats-server of this test's own, on free ports, started and ready. */
-export async function startNats(binary: string): Promise<TestNats> {
+/** A nats-server of this test's own, on free ports, started and ready; `args` are added to its own. */
+export async function startNats(binary: string, args: readonly string[] = []): Promise<TestNats> {
   const port = await freePort();
   const httpPort = await freePort();
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
 
   async function start() {
-    const proc = spawn(binary, ['-a', '127.0.0.1', '-p', String(port), '-m', String(httpPort)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn(binary, ['-a', '127.0.0.1', '-p', String(port), '-m', String(httpPort), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     child = proc;
     exited = new Promise((r) => proc.once('exit', () => r()));
     let out = '';
