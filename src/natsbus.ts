@@ -121,18 +121,21 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
         log.info('bus: NATS is back; filling what was missed from Postgres', { server: status.server });
         // The subscriptions are sent again before this status; the flush's round trip means the
         // server holds them, so every batch committed after the fill's read reaches us.
-        nc.flush().then(
-          () => handlers.resumed(),
-          () => handlers.resumed(),
-        );
+        const resumed = () => guarded('a reconnect', () => handlers.resumed());
+        nc.flush().then(resumed, resumed);
       }
     }
   })().catch((err: unknown) => log.error('bus: reading NATS status failed', { err }));
+  void nc.closed().then((err) => {
+    // Only when the client gave up (credentials refused on a reconnect): no bus from now on.
+    if (!closed) log.error('bus: NATS connection closed for good; other instances\' captures now arrive through the once-a-second check', { err });
+  });
 
-  function publish(subject: string, message: string | Uint8Array) {
+  /** Called from the writer's callback: whatever goes wrong here is logged, never thrown. */
+  function publish(subject: string, message: string | (() => string | Uint8Array)) {
     if (closed || !up) return;
     try {
-      nc.publish(subject, message);
+      nc.publish(subject, typeof message === 'string' ? message : message());
     } catch (err) {
       // Lost, like any message of this bus: the others' periodic check heals it.
       log.warn('bus: NATS publish failed', { subject, err });
@@ -150,7 +153,8 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
       body += row.json;
     }
     const bytes = Buffer.from(`${head}\n${body}`);
-    return bytes.length > nc.info!.max_payload ? String(position) : bytes;
+    // No info while a reconnect is under way: by reference, it is not sent anyway.
+    return bytes.length > (nc.info?.max_payload ?? 0) ? String(position) : bytes;
   }
 
   let closing: Promise<void> | undefined;
@@ -163,7 +167,7 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
         if (list === undefined) byWebhook.set(row.webhookId, [row]);
         else list.push(row);
       }
-      for (const [webhookId, position] of reached) publish(webhookSubject + webhookId, message(position, byWebhook.get(webhookId)));
+      for (const [webhookId, position] of reached) publish(webhookSubject + webhookId, () => message(position, byWebhook.get(webhookId)));
     },
     created: (webhookId) => publish(controlSubject, `n ${webhookId}`),
     deleted: (webhookId) => publish(controlSubject, `d ${webhookId}`),
