@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Sql } from 'postgres';
 import type { Database } from './db/connect.js';
 import type { Logger } from './log.js';
+import type { PendingRow } from './store.js';
 
 /**
  * What one hooky instance tells the others that share its database. At most once: a message
@@ -10,16 +11,20 @@ import type { Logger } from './log.js';
  */
 export interface Bus {
   /** A batch committed: the position each webhook reached (undefined: not known, look it up). */
-  committed(reached: ReadonlyMap<string, number | undefined>): void;
+  committed(reached: ReadonlyMap<string, number | undefined>, rows?: readonly PendingRow[]): void;
   created(webhookId: string): void;
   deleted(webhookId: string): void;
+  /** A bus that routes by room (NATS) hears a webhook only between these: its room has members here. */
+  watch?(webhookId: string): void;
+  unwatch?(webhookId: string): void;
   /** Stops listening. Safe to call twice. */
   close(): Promise<void>;
 }
 
 /** What the other instances said. Messages from this instance never come back. */
 export interface BusHandlers {
-  committed(webhookId: string, position: number | undefined): void;
+  /** `rows`: the batch's rows of that webhook, when the bus carried them (NATS, small bodies). */
+  committed(webhookId: string, position: number | undefined, rows?: readonly PendingRow[]): void;
   created(webhookId: string): void;
   deleted(webhookId: string): void;
   /** The bus was cut off and is back: anything may have been missed meanwhile. */

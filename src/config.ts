@@ -44,6 +44,16 @@ const databaseUrl = v.pipe(
   v.check((s) => s === undefined || /^postgres(ql)?:\/\//.test(s), 'must start with postgres:// or postgresql://'),
 );
 
+/** Comma-separated NATS servers, nats://host:port or tls://host:port; unset: the bus is LISTEN/NOTIFY. */
+const natsUrl = v.pipe(
+  optionalText,
+  v.transform((s) => (s === undefined ? undefined : Object.freeze(s.split(',').map((u) => u.trim()).filter((u) => u !== '')))),
+  v.check(
+    (list) => list === undefined || (list.length > 0 && list.every((u) => URL.canParse(u) && /^(nats|tls):$/.test(new URL(u).protocol))),
+    'must be a comma-separated list of nats://host:port (or tls://host:port) servers',
+  ),
+);
+
 /** Optional bearer token: URL- and subprotocol-safe characters, long enough not to be guessed. */
 const apiToken = v.pipe(
   optionalText,
@@ -138,6 +148,14 @@ const settings = {
     maxAgeMs: env('HOOKY_RETENTION_MAX_AGE_HOURS', hoursAsMs(7 * 24, 100 * 365 * 24)), // given in hours (7 days), kept in ms; 0 = forever
     intervalMs: env('HOOKY_RETENTION_INTERVAL_MS', int(60_000, 10, 24 * 3600_000)), // pause between retention passes (1 minute)
     batch: env('HOOKY_RETENTION_BATCH', int(1000, 1, 100_000)), // rows per DELETE statement
+  },
+  /** The bus between instances: LISTEN/NOTIFY on DATABASE_URL, or NATS core when a URL is given. */
+  bus: {
+    natsServers: env('HOOKY_NATS_URL', natsUrl), // unset: instances talk through LISTEN/NOTIFY on DATABASE_URL; set: through NATS core
+    natsPrefix: env(
+      'HOOKY_NATS_PREFIX',
+      v.optional(v.pipe(v.string(), v.trim(), v.regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'must be NATS subject tokens such as hooky or prod.hooky')), 'hooky'),
+    ), // first tokens of every subject; one per deployment sharing a NATS
   },
   resend: {
     allow: env('HOOKY_RESEND_ALLOW', origins), // target origins resend may reach, e.g. http://localhost:4000; unset: resend is off

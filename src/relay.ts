@@ -39,6 +39,11 @@ interface Room {
   filling: boolean;
 }
 
+// Batches held per room while a gap is read; past it a batch is left to the read (it is
+// committed, so Postgres has it): memory stays bounded while this instance cannot read Postgres
+// and other instances' batches keep arriving with their rows (NATS).
+const maxHeld = 64;
+
 // Below every request id, and a valid `since` (it replays everything).
 const nobody = requestIdFloor(0);
 
@@ -61,6 +66,9 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
   let checking = false;
   // Whether the last check failed: an outage is logged once, not every second.
   let failing = false;
+  // Likewise for fills: batches arriving with their rows (NATS) while Postgres cannot be read
+  // would otherwise log one line each.
+  let fillFailing = false;
 
   function publishBatch(room: Room, position: number, rows: readonly PendingRow[]) {
     deps.publish(rows);
@@ -92,6 +100,7 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
         room.stale = false;
         const heldBefore = room.held.size === 0 ? undefined : new Set(room.held.keys());
         const { rows, truncated } = await store.requestsAfter(room.webhookId, room.at, opts.fillLimit, opts.fillMaxBytes);
+        fillFailing = false;
         if (rooms.get(room.webhookId) !== room) return;
         if (rows.length > 0) {
           deps.publish(rows.map((r) => ({ id: r.id, webhookId: room.webhookId, json: r.json })));
@@ -118,7 +127,8 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
     } catch (err) {
       // Postgres is away: the periodic check tries again.
       room.stale = true;
-      log.warn('relay: reading committed requests failed; will retry', { webhookId: room.webhookId, err });
+      if (!fillFailing) log.warn('relay: reading committed requests failed; will retry', { webhookId: room.webhookId, err });
+      fillFailing = true;
     } finally {
       room.filling = false;
     }
@@ -213,7 +223,8 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
         else if (room.isLoaded && !room.filling && room.whole && room.held.size === 0 && position === room.at.position + 1) {
           publishBatch(room, position, list);
           continue;
-        } else room.held.set(position, list);
+        } else if (room.held.size >= maxHeld) room.stale = true;
+        else room.held.set(position, list);
         void fill(room);
       }
     },

@@ -1,7 +1,7 @@
 import { registerApi } from './api.js';
 import { createAuth } from './auth.js';
 import { createBudget } from './budget.js';
-import { createNotifyBus } from './bus.js';
+import { createNotifyBus, type BusHandlers } from './bus.js';
 import { registerCapture } from './capture.js';
 import type { Config } from './config.js';
 import { openDatabase } from './db/connect.js';
@@ -14,6 +14,7 @@ import { registerListing } from './listing.js';
 import { sendError } from './http.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
+import { createNatsBus } from './natsbus.js';
 import { createRealtime } from './realtime.js';
 import { registerResend } from './resend.js';
 import { createRetention } from './retention.js';
@@ -72,15 +73,32 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     { fillLimit: config.reads.replayLimit, fillMaxBytes: config.writer.maxBytes, checkIntervalMs: 1000 },
     { store, log, metrics, publish: (rows) => realtime.publish(rows), deleted: deletedElsewhere },
   );
-  const bus = await createNotifyBus(
-    db,
-    { committed: relay.announced, created: webhooks.forget, deleted: deletedElsewhere, resumed: relay.resumed },
-    log,
-  );
+  const heard: BusHandlers = {
+    // A batch that came with its rows (NATS) is published like one of ours: no read from Postgres.
+    committed: (webhookId, position, rows) =>
+      rows === undefined || position === undefined ? relay.announced(webhookId, position) : relay.committed(rows, new Map([[webhookId, position]])),
+    created: webhooks.forget,
+    deleted: deletedElsewhere,
+    resumed: relay.resumed,
+  };
+  const bus =
+    config.bus.natsServers === undefined
+      ? await createNotifyBus(db, heard, log)
+      : await createNatsBus({ servers: config.bus.natsServers, prefix: config.bus.natsPrefix }, heard, log).catch(async (err: unknown) => {
+          relay.close();
+          metrics.close();
+          await db.close();
+          throw err;
+        });
+  // The bus hears a room's webhook from before its cursor is read until its last member leaves.
+  const served = {
+    watch: (webhookId: string) => (bus.watch?.(webhookId), relay.watch(webhookId)),
+    unwatch: (webhookId: string) => (relay.unwatch(webhookId), bus.unwatch?.(webhookId)),
+  };
   const realtime = createRealtime(
     app,
     { ...config.ws, replayLimit: config.reads.replayLimit, maxPageBytes: config.reads.maxPageBytes },
-    { auth, store, webhooks, relay, metrics, log, reads, isDraining },
+    { auth, store, webhooks, relay: served, metrics, log, reads, isDraining },
   );
   const writer = createWriter(store, config.writer, {
     metrics,
@@ -88,7 +106,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     onCommitted(rows, positions) {
       relay.committed(rows, positions);
       // A batch settled after a broken connection has no positions: the others look them up.
-      bus.committed(positions.size > 0 ? positions : new Map(rows.map((r) => [r.webhookId, undefined])));
+      bus.committed(positions.size > 0 ? positions : new Map(rows.map((r) => [r.webhookId, undefined])), rows);
       retention.written(rows);
     },
   });

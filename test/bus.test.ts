@@ -24,7 +24,7 @@ const ids = (frames: Frame[]) => frames.filter((f) => f.event === 'new-request')
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The pids of the LISTEN connections of every hooky instance on the test database. */
 const busPids = async (sql: postgres.Sql) =>
-  new Set((await sql<{ pid: number }[]>`select pid from pg_stat_activity where application_name like 'hooky bus %'`).map((r) => r.pid));
+  new Set((await sql<{ pid: number }[]>`select pid from pg_stat_activity where application_name like 'hooky bus %' and datname = current_database()`).map((r) => r.pid));
 
 interface Ctx {
   a: TestServer;

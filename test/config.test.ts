@@ -110,9 +110,20 @@ test('resend is off by default; HOOKY_RESEND_ALLOW takes origins only, lower-cas
 
 test('the settings are grouped by the module they configure, every variable read once', () => {
   const c = loadConfig({ HOOKY_BATCH_MAX_ROWS: '7', HOOKY_RETENTION_MAX_AGE_HOURS: '2' });
-  assert.equal(Object.keys(c).sort(), ['api', 'auth', 'capture', 'db', 'reads', 'resend', 'retention', 'server', 'writer', 'ws']);
+  assert.equal(Object.keys(c).sort(), ['api', 'auth', 'bus', 'capture', 'db', 'reads', 'resend', 'retention', 'server', 'writer', 'ws']);
   assert.is(c.writer.maxRows, 7);
   assert.is(c.retention.maxAgeMs, 2 * 3600_000, 'given in hours, kept in ms');
+});
+
+test('HOOKY_NATS_URL: unset is the NOTIFY bus; a list of nats:// or tls:// servers; anything else is refused', () => {
+  assert.is(loadConfig({}).bus.natsServers, undefined);
+  assert.is(loadConfig({}).bus.natsPrefix, 'hooky');
+  const c = loadConfig({ HOOKY_NATS_URL: ' nats://n1:4222, tls://n2:4222 ', HOOKY_NATS_PREFIX: 'prod.hooky' });
+  assert.equal(c.bus.natsServers, ['nats://n1:4222', 'tls://n2:4222']);
+  assert.is(c.bus.natsPrefix, 'prod.hooky');
+  for (const bad of [{ HOOKY_NATS_URL: 'http://n1:4222' }, { HOOKY_NATS_URL: ',' }, { HOOKY_NATS_PREFIX: 'a.*' }, { HOOKY_NATS_PREFIX: 'a..b' }]) {
+    assert.throws(() => loadConfig(bad), (e: unknown) => e instanceof ConfigError && e.message.includes(Object.keys(bad)[0]!));
+  }
 });
 
 test.run();

@@ -99,4 +99,27 @@ test('after the bus comes back every room is read from its cursor', async () => 
   relay.close();
 });
 
+test('batches that keep arriving while Postgres cannot be read are held only up to a bound, and all go out in order once it can', async () => {
+  const { store, commit } = fakeStore();
+  const { relay, published } = relayOver(store);
+  await relay.watch('w');
+  const read = store.requestsAfter;
+  let down = true;
+  store.requestsAfter = (...args) => (down ? Promise.reject(new Error('Postgres away')) : read(...args));
+  commit('gap'); // never announced: every batch after it waits for a read
+  const sent = ['gap'];
+  for (let i = 0; i < 200; i++) {
+    const b = commit(`r${i}`);
+    sent.push(`r${i}`);
+    relay.committed(b.rows, new Map([['w', b.position]]));
+  }
+  await settle();
+  assert.equal(published, [], 'nothing past the gap');
+  down = false;
+  relay.announced('w', 201);
+  await settle();
+  assert.equal(published, sent);
+  relay.close();
+});
+
 test.run();
