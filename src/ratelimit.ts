@@ -10,7 +10,7 @@ export interface RateOptions {
   rateBurst: number;
 }
 
-/** One connection's bucket, kept in its session. */
+/** One connection's bucket; its session (session.ts) is one. */
 export interface Bucket {
   /** Frames the connection may still send now, refilled over time. */
   tokens: number;

@@ -86,7 +86,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
    * that keeps going is closed with 1008.
    */
   function withinRate(ws: Socket): boolean {
-    const bucket = ws.getUserData().rate;
+    const bucket = ws.getUserData();
     const verdict = rate.take(bucket, Date.now());
     if (verdict === 'pass') return true;
     if (verdict === 'close') {

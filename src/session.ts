@@ -8,13 +8,12 @@ import { wsErrorMessages, type Ref, type ServerEventName, type ServerEvents, typ
 import type { Bucket } from './ratelimit.js';
 import type { WebSocket } from './uws.js';
 
-export interface Session {
+/** What the server keeps per connection; it is its own rate limit `Bucket` (ratelimit.ts). */
+export interface Session extends Bucket {
   readonly id: string;
   /** The rooms (uWS topics) it is a member of; see rooms.ts. */
   readonly rooms: Set<string>;
   closed: boolean;
-  /** Its message rate limit (ratelimit.ts). */
-  readonly rate: Bucket;
   /** Its send buffer is, or is about to be, past the limit: uWS drops a frame and closes it (see realtime's `close`). */
   overLimit: boolean;
   /** Bytes published to its rooms by the batch being checked (rooms.ts). */
@@ -27,13 +26,16 @@ export interface Session {
 
 export type Socket = WebSocket<Session>;
 
-/** The session of a connection being upgraded. */
-export function newSession(rate: Bucket): Session {
+/** The session of a connection being upgraded, starting from the rate limit's `bucket`. */
+export function newSession(bucket: Readonly<Bucket>): Session {
   return {
     id: randomUUID(),
     rooms: new Set(),
     closed: false,
-    rate,
+    tokens: bucket.tokens,
+    filledAt: bucket.filledAt,
+    refused: bucket.refused,
+    refusedSince: bucket.refusedSince,
     overLimit: false,
     pending: 0,
     replays: Promise.resolve(),
