@@ -1,52 +1,24 @@
-import { randomUUID } from 'node:crypto';
+/**
+ * `/ws`: the hooky.v1 protocol over uWS. This module wires the WebSocket route (open, message,
+ * drain, close), reads and dispatches client frames (join, leave, ping) and closes every socket at
+ * shutdown; the upgrade checks are upgrade.ts, membership and publishing rooms.ts, replays
+ * replay.ts, the message rate ratelimit.ts, the per-connection state session.ts.
+ */
 import * as v from 'valibot';
 import type { Auth } from './auth.js';
 import type { Budget } from './budget.js';
-import { HttpError } from './errors.js';
-import { sendError as sendHttpError } from './http.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import {
-  clientSchemas,
-  EnvelopeSchema,
-  newRequestFrame,
-  PROTOCOL,
-  RefSchema,
-  roomOf,
-  TOKEN_PROTOCOL_PREFIX,
-  wsErrorMessages,
-  type ClientEvent,
-  type Ref,
-  type ServerEventName,
-  type ServerEvents,
-  type WsErrorCode,
-} from './protocol.js';
+import { clientSchemas, EnvelopeSchema, PROTOCOL, RefSchema, roomOf, type ClientEvent, type Ref } from './protocol.js';
+import { createRateLimit } from './ratelimit.js';
 import type { Relay } from './relay.js';
-import type { PendingRow, Store } from './store.js';
-import { uws, type TemplatedApp, type WebSocket } from './uws.js';
+import { createReplay } from './replay.js';
+import { createRooms } from './rooms.js';
+import { createSender, newSession, type Session, type Socket } from './session.js';
+import type { Store } from './store.js';
+import { answerPlainGet, createUpgrade } from './upgrade.js';
+import { uws, type TemplatedApp } from './uws.js';
 import type { WebhookCache } from './webhooks.js';
-
-/** What the server keeps per connection; dropped with the connection. */
-interface Conn {
-  readonly id: string;
-  readonly rooms: Set<string>;
-  closed: boolean;
-  /** Rate limit: frames the connection may still send now, refilled over time (a token bucket). */
-  tokens: number;
-  /** When `tokens` was last refilled, in ms. */
-  filledAt: number;
-  /** Frames refused since `refusedSince`; past the burst within the strike window, the connection is closed. */
-  refused: number;
-  refusedSince: number;
-  /** Its send buffer is, or is about to be, past the limit: uWS drops a frame and closes it (see `close`). */
-  overLimit: boolean;
-  /** Bytes published to its rooms by the batch being checked. */
-  pending: number;
-  /** The replays of its joins with `since`, one after the other: each ends before the next starts. */
-  replays: Promise<void>;
-  /** A replay waiting for the send buffer to drain (see `drained`). */
-  onDrain: (() => void) | undefined;
-}
 
 export interface RealtimeOptions {
   maxPayload: number;
@@ -75,238 +47,60 @@ interface Deps {
   isDraining: () => boolean;
 }
 
-type Socket = WebSocket<Conn>;
-
-// Upgrade refusals, built once; their headers (Retry-After, WWW-Authenticate,
-// Sec-WebSocket-Version) come from the one table in errors.ts.
-const unsupportedProtocol = new HttpError('unsupported_protocol', `The WebSocket must offer subprotocol ${PROTOCOL} in Sec-WebSocket-Protocol`, {
-  supported: [PROTOCOL],
-});
-const draining = new HttpError('draining');
-const unauthorized = new HttpError(
-  'unauthorized',
-  `A valid API token is required: send Authorization: Bearer <token>, or from a browser the subprotocol ${TOKEN_PROTOCOL_PREFIX}<token> beside ${PROTOCOL}`,
-);
-const forbiddenOrigin = new HttpError('forbidden_origin');
-const tooManyConnections = new HttpError('too_many_connections');
-const badVersion = new HttpError('upgrade_required', 'Only WebSocket version 13 (RFC 6455) is spoken here', { protocols: [PROTOCOL] });
-
-/**
- * A replay sends its next page once the socket's send buffer is down to this: the page before it
- * has then reached the kernel, and its hold on the read budget is given back.
- */
-const replayLowWater = 256 * 1024;
-/** What an OVERLOADED refusal of a replay suggests waiting before the join is sent again. */
-const overloadedRetryMs = 1000;
-
-/** A client over its rate for this long, by more than a burst, is closed rather than answered. */
-const strikeWindowMs = 10_000;
-
-/**
- * `/ws`: the hooky.v1 protocol over uWS. A room is the uWS topic `webhook:<id>`, so a
- * broadcast is one `app.publish` that uWS fans out in C++, never a loop over sockets in JS.
- */
 export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: Deps) {
-  const { store, webhooks, metrics, log, auth, reads } = deps;
+  const { store, webhooks, metrics, log, reads } = deps;
   // Every open socket, for shutdown.
   const sockets = new Set<Socket>();
-  // The members of each room, kept beside uWS's topics: for emptying a deleted webhook's room and
-  // for checking the send buffers of the sockets a publish just reached.
-  const members = new Map<string, Set<Socket>>();
-
-  /** uWS answers 2 when it dropped the frame for backpressure, and then closes the socket itself. */
-  function sent(ws: Socket, status: number) {
-    if (status === 2) ws.getUserData().overLimit = true;
-  }
-
-  /**
-   * Flags the members of the rooms a batch reached whose send buffer, with the bytes just
-   * published to them, passes the limit. uWS queues publishes under 16 KiB and writes them after
-   * this returns, at the end of the loop iteration; a frame it then drops closes the socket before
-   * any JavaScript runs again, so the buffer cannot be read afterwards: it is predicted here.
-   * A flagged socket that is still open on the next turn was not dropped after all (its reader
-   * kept up, or the kernel took the bytes): the flag is cleared then.
-   */
-  function checkBuffers(reached: Map<Set<Socket>, number>) {
-    for (const [set, bytes] of reached) for (const ws of set) ws.getUserData().pending += bytes;
-    let flagged: Socket[] | undefined;
-    for (const set of reached.keys()) {
-      for (const ws of set) {
-        const conn = ws.getUserData();
-        if (conn.pending === 0) continue; // already checked through another room
-        if (ws.getBufferedAmount() + conn.pending > opts.maxBuffer && !conn.overLimit) {
-          conn.overLimit = true;
-          (flagged ??= []).push(ws);
-        }
-        conn.pending = 0;
-      }
-    }
-    if (flagged !== undefined) setImmediate(clearSurvivors, flagged);
-  }
-
-  function clearSurvivors(flagged: Socket[]) {
-    for (const ws of flagged) {
-      const conn = ws.getUserData();
-      if (!conn.closed && ws.getBufferedAmount() <= opts.maxBuffer) conn.overLimit = false;
-    }
-  }
-
-  function send<E extends ServerEventName>(ws: Socket, event: E, data: ServerEvents[E], ref?: Ref): void {
-    if (ws.getUserData().closed) return;
-    sent(ws, ws.send(JSON.stringify(ref === undefined ? { event, data } : { event, data, ref }), false));
-  }
-
-  function sendError(ws: Socket, code: WsErrorCode, ref: Ref, extra?: Record<string, unknown>, message: string = wsErrorMessages[code]) {
-    metrics.wsErrors.inc(code);
-    send(ws, 'error', { code, message, ...extra }, ref);
-  }
-
-  function leaveRoom(ws: Socket, room: string) {
-    const conn = ws.getUserData();
-    if (!conn.rooms.delete(room)) return;
-    ws.unsubscribe(room);
-    forget(ws, room);
-    metrics.joinedRooms.dec();
-  }
-
-  function forget(ws: Socket, room: string) {
-    const set = members.get(room);
-    if (set === undefined) return;
-    set.delete(ws);
-    if (set.size === 0) {
-      members.delete(room);
-      deps.relay.unwatch(room.slice(roomPrefix.length));
-    }
-  }
+  const { send, sendError } = createSender(metrics);
+  const rate = createRateLimit(opts);
+  const rooms = createRooms(app, opts, { relay: deps.relay, metrics, sendError });
+  const replays = createReplay(opts, { store, reads, metrics, send, sendError });
 
   async function join(ws: Socket, webhookId: string, since: string | undefined, ref: Ref) {
-    const conn = ws.getUserData();
+    const session = ws.getUserData();
     const room = roomOf(webhookId);
-    if (!conn.rooms.has(room)) {
-      if (conn.rooms.size >= opts.maxRooms) {
+    if (!session.rooms.has(room)) {
+      if (session.rooms.size >= opts.maxRooms) {
         return sendError(ws, 'TOO_MANY_ROOMS', ref, { webhookId, maxRooms: opts.maxRooms });
       }
       const found = webhooks.find(webhookId);
       const webhook = found instanceof Promise ? await found : found;
-      if (conn.closed) return;
+      if (session.closed) return;
       if (!webhook) return sendError(ws, 'WEBHOOK_NOT_FOUND', ref, { webhookId });
       // Checked again: another join may have completed while we waited.
-      if (!conn.rooms.has(room)) {
-        if (conn.rooms.size >= opts.maxRooms) {
-          return sendError(ws, 'TOO_MANY_ROOMS', ref, { webhookId, maxRooms: opts.maxRooms });
-        }
-        // Subscribed before the replay query: a request committed meanwhile is either in the
-        // query's result or published to us afterwards, possibly both, never neither.
-        ws.subscribe(room);
-        conn.rooms.add(room);
-        let set = members.get(room);
-        if (set === undefined) members.set(room, (set = new Set()));
-        set.add(ws);
-        metrics.joinedRooms.inc();
+      if (!session.rooms.has(room) && session.rooms.size >= opts.maxRooms) {
+        return sendError(ws, 'TOO_MANY_ROOMS', ref, { webhookId, maxRooms: opts.maxRooms });
       }
     }
-    // After subscribing: the relay publishes to the room everything committed after `last`, so
-    // `last` is a resume point that cannot skip anything, and the replay below, read later,
-    // overlaps what is published live rather than leaving a gap.
-    const latest = await deps.relay.watch(webhookId).catch((err: unknown) => {
-      // Not served here after all: nothing would be published to it.
-      leaveRoom(ws, room);
-      throw err;
-    });
-    if (conn.closed) return;
+    // Joined (subscribed) before the replay below is read: `last` is a resume point that cannot
+    // skip anything, and the replay overlaps what is published live rather than leaving a gap.
+    const latest = await rooms.join(ws, webhookId);
+    if (session.closed) return;
     if (since === undefined) return send(ws, 'joined', { webhookId, room, last: latest }, ref);
     send(ws, 'joined', { webhookId, room }, ref);
-    // One replay at a time per connection: ten joins at once replay one after the other.
-    const replay = conn.replays.then(() => replayFrom(ws, webhookId, room, since, ref));
-    conn.replays = replay.catch(() => {});
-    await replay;
+    await replays.replay(ws, webhookId, room, since, ref);
   }
 
   /**
-   * Sends what was committed after `since`, oldest first, page by page: a page ends at
-   * HOOKY_MAX_PAGE_BYTES of payload (or one request, however large), its bytes are held from the
-   * read budget before it is fetched, and the next page is fetched only once the socket's send
-   * buffer has drained to `replayLowWater`. A replay holds about one page, whatever the client's
-   * speed. When the budget refuses a page, the replay stops with OVERLOADED and `last`, from where
-   * a new `join` resumes.
-   */
-  async function replayFrom(ws: Socket, webhookId: string, room: string, since: string, ref: Ref) {
-    const conn = ws.getUserData();
-    // Replayed events echo the join's ref, which tells them apart from live ones. The replay
-    // follows commit order from the place of `since` (store.cursorOf), so a request another
-    // instance committed out of id order is not skipped.
-    let cursor = await store.cursorOf(webhookId, since);
-    let count = 0;
-    let more = true;
-    while (more && count < opts.replayLimit && !conn.closed) {
-      const page = await store.pageAfter(webhookId, cursor, opts.replayLimit - count, opts.maxPageBytes);
-      more = page.more;
-      if (conn.closed || page.last === undefined) break;
-      const hold = reads.hold();
-      if (!hold.take(page.bytes)) {
-        metrics.readRefusals.inc();
-        return sendError(ws, 'OVERLOADED', ref, { webhookId, last: cursor.id, retryAfterMs: overloadedRetryMs });
-      }
-      try {
-        const json = await store.payloadsOf(webhookId, page.ids);
-        if (conn.closed) return;
-        ws.cork(() => {
-          for (const payload of json) sent(ws, ws.send(newRequestFrame(payload, ref), false));
-        });
-        // A row deleted since its page was cut (retention) is skipped; the cursor moves past it all the same.
-        count += json.length;
-        cursor = page.last;
-        await drained(ws);
-      } finally {
-        hold.release();
-      }
-    }
-    if (conn.closed) return;
-    send(ws, 'replayed', { webhookId, room, count, truncated: more, last: cursor.id }, ref);
-  }
-
-  /** Resolves once the socket's send buffer is down to `replayLowWater`, or it closed. */
-  function drained(ws: Socket): Promise<void> {
-    const conn = ws.getUserData();
-    if (conn.closed || ws.getBufferedAmount() <= replayLowWater) return Promise.resolve();
-    return new Promise((resolve) => {
-      conn.onDrain = () => {
-        conn.onDrain = undefined;
-        resolve();
-      };
-    });
-  }
-
-  /**
-   * Token bucket: `wsRateBurst` frames at once, refilled at `wsRateLimit` per second. A refused
-   * frame is answered RATE_LIMITED without being read (so without its ref); a client that keeps
-   * going, more than a burst refused within the strike window, is closed with 1008.
+   * A refused frame is answered RATE_LIMITED without being read (so without its ref); a client
+   * that keeps going is closed with 1008.
    */
   function withinRate(ws: Socket): boolean {
-    const conn = ws.getUserData();
-    const now = Date.now();
-    conn.tokens = Math.min(opts.rateBurst, conn.tokens + ((now - conn.filledAt) * opts.rateLimit) / 1000);
-    conn.filledAt = now;
-    if (conn.tokens >= 1) {
-      conn.tokens -= 1;
-      return true;
-    }
-    if (now - conn.refusedSince > strikeWindowMs) {
-      conn.refusedSince = now;
-      conn.refused = 0;
-    }
-    if (++conn.refused > opts.rateBurst) {
+    const bucket = ws.getUserData();
+    const verdict = rate.take(bucket, Date.now());
+    if (verdict === 'pass') return true;
+    if (verdict === 'close') {
       metrics.rateLimitCloses.inc();
       ws.end(1008, 'rate limit exceeded');
       return false;
     }
-    sendError(ws, 'RATE_LIMITED', undefined, { retryAfterMs: Math.ceil(((1 - conn.tokens) * 1000) / opts.rateLimit) });
+    sendError(ws, 'RATE_LIMITED', undefined, { retryAfterMs: rate.retryAfterMs(bucket) });
     return false;
   }
 
   function onMessage(ws: Socket, message: ArrayBuffer, isBinary: boolean) {
     if (message.byteLength > opts.maxPayload) return ws.end(1009, 'message too big');
-    if (opts.rateLimit > 0 && !withinRate(ws)) return;
+    if (!withinRate(ws)) return;
     if (isBinary) return sendError(ws, 'BAD_MESSAGE', undefined, { reason: 'binary frames are not accepted; send JSON text frames' });
     let parsed: unknown;
     try {
@@ -336,17 +130,15 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
           sendError(ws, 'INTERNAL', msg.ref, { webhookId: msg.data.webhookId });
         });
         return;
-      case 'leave': {
-        const room = roomOf(msg.data.webhookId);
-        leaveRoom(ws, room);
-        return send(ws, 'left', { webhookId: msg.data.webhookId, room }, msg.ref);
-      }
+      case 'leave':
+        rooms.leave(ws, msg.data.webhookId);
+        return send(ws, 'left', { webhookId: msg.data.webhookId, room: roomOf(msg.data.webhookId) }, msg.ref);
       case 'ping':
         return send(ws, 'pong', {}, msg.ref);
     }
   }
 
-  app.ws<Conn>('/ws', {
+  app.ws<Session>('/ws', {
     compression: uws.DISABLED,
     // uWS cuts a frame over its limit at the header, with no close frame (the peer sees 1006).
     // Its limit sits above ours so that frames over ours arrive and get the contract's 1009;
@@ -359,50 +151,13 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
     idleTimeout: opts.idleTimeout,
     sendPingsAutomatically: true,
 
-    // Checked in this order, cheapest refusal of the least trusted first: draining (503), a
-    // WebSocket version other than 13 (426), a foreign browser origin (403), a missing or wrong
-    // token (401), then the protocol (400) and the connection limit (503). An unauthenticated
-    // client learns nothing but 401. (uWS itself routes a bad Sec-WebSocket-Key as a plain GET.)
-    upgrade(res, req, context) {
-      const offered = req.getHeader('sec-websocket-protocol');
-      const key = req.getHeader('sec-websocket-key');
-      const extensions = req.getHeader('sec-websocket-extensions');
-      const origin = req.getHeader('origin');
-      const authorization = req.getHeader('authorization');
-      const version = req.getHeader('sec-websocket-version');
-      const protocols = offered.split(',').map((p) => p.trim());
-      const refuse = (err: HttpError) => {
-        metrics.rejectedUpgrades.inc(err.status);
-        sendHttpError({ res, done: false }, err);
-      };
-      if (deps.isDraining()) return refuse(draining);
-      if (version !== '13') return refuse(badVersion);
-      if (!auth.allowsOrigin(origin)) return refuse(forbiddenOrigin);
-      if (!auth.allowsUpgrade(authorization, protocols)) return refuse(unauthorized);
-      if (!protocols.includes(PROTOCOL)) return refuse(unsupportedProtocol);
-      // `open` runs inside res.upgrade, synchronously, so `sockets` already counts every upgrade.
-      if (sockets.size >= opts.maxConnections) return refuse(tooManyConnections);
-      const now = Date.now();
-      res.upgrade<Conn>(
-        {
-          id: randomUUID(),
-          rooms: new Set(),
-          closed: false,
-          tokens: opts.rateBurst,
-          filledAt: now,
-          refused: 0,
-          refusedSince: now,
-          overLimit: false,
-          pending: 0,
-          replays: Promise.resolve(),
-          onDrain: undefined,
-        },
-        key,
-        PROTOCOL,
-        extensions,
-        context,
-      );
-    },
+    upgrade: createUpgrade(opts, {
+      auth: deps.auth,
+      metrics,
+      isDraining: deps.isDraining,
+      connections: () => sockets.size,
+      accept: () => newSession(rate.bucket(Date.now())),
+    }),
 
     open(ws) {
       sockets.add(ws);
@@ -412,65 +167,33 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
 
     message: onMessage,
 
-    drain(ws) {
-      const conn = ws.getUserData();
-      if (conn.onDrain !== undefined && ws.getBufferedAmount() <= replayLowWater) conn.onDrain();
-    },
+    drain: replays.drain,
 
     close(ws, code, message) {
-      const conn = ws.getUserData();
-      conn.closed = true;
-      // A replay waiting for this socket to drain gives its page back.
-      conn.onDrain?.();
+      const session = ws.getUserData();
+      session.closed = true;
+      replays.closed(ws);
       sockets.delete(ws);
       metrics.openSockets.dec();
-      metrics.joinedRooms.dec(conn.rooms.size);
-      // uWS unsubscribes a closed socket from all its topics itself.
-      for (const room of conn.rooms) forget(ws, room);
-      conn.rooms.clear();
+      rooms.dropped(ws);
       // uWS 20.30 closes a socket past maxBackpressure by shutting down its read side, so the
       // close arrives as 1006 with no message, exactly like a peer that vanished. The check
-      // after each send and publish (see checkBuffers) tells the two apart.
-      if (conn.overLimit && code === 1006 && message.byteLength === 0) {
+      // after each send and publish (rooms.ts's checkBuffers) tells the two apart.
+      if (session.overLimit && code === 1006 && message.byteLength === 0) {
         metrics.backpressureCloses.inc();
-        log.warn('closed a WebSocket client that could not keep up', { connectionId: conn.id, maxBuffer: opts.maxBuffer });
+        log.warn('closed a WebSocket client that could not keep up', { connectionId: session.id, maxBuffer: opts.maxBuffer });
       }
     },
   });
 
-  // A plain GET (no Upgrade header) never reaches the ws route; tell the caller what /ws is.
-  app.get('/ws', (res) => sendHttpError({ res, done: false }, new HttpError('upgrade_required', undefined, { protocols: [PROTOCOL] })));
+  app.get('/ws', answerPlainGet);
 
   return {
-    /** Sends each committed request to its room; the JSON was serialised once, at capture. */
-    publish(rows: readonly PendingRow[]): void {
-      // Bytes published per room, for the backpressure check: one native call per member after.
-      let reached: Map<Set<Socket>, number> | undefined;
-      for (const row of rows) {
-        const room = roomOf(row.webhookId);
-        const set = members.get(room);
-        if (set === undefined) continue;
-        const frame = newRequestFrame(row.json);
-        app.publish(room, frame, false);
-        metrics.publishes.inc();
-        reached ??= new Map();
-        reached.set(set, (reached.get(set) ?? 0) + Buffer.byteLength(frame));
-      }
-      if (reached !== undefined) checkBuffers(reached);
-    },
+    /** Sends each committed request to its room (rooms.ts). */
+    publish: rooms.publish,
 
-    /** Tells a deleted webhook's room, then empties it. */
-    webhookDeleted(webhookId: string): void {
-      const room = roomOf(webhookId);
-      // Sent to each member directly: a publish is delivered when uWS drains its topic tree,
-      // and by then the unsubscribe below would have dropped it.
-      for (const ws of [...(members.get(room) ?? [])]) {
-        ws.cork(() => {
-          sendError(ws, 'WEBHOOK_DELETED', undefined, { webhookId });
-          leaveRoom(ws, room);
-        });
-      }
-    },
+    /** Tells a deleted webhook's room, then empties it (rooms.ts). */
+    webhookDeleted: rooms.webhookDeleted,
 
     /** Sends every socket `disconnect` with the reason, then closes it with 1001 (going away). */
     close(reason: string): void {
@@ -490,7 +213,6 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
 
 export type Realtime = ReturnType<typeof createRealtime>;
 
-const roomPrefix = roomOf('');
 const MiB = 1024 * 1024;
 export const hardPayloadCeiling = (max: number) => Math.max(4 * max, MiB);
 

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type * as Uws from 'uWebSockets.js';
 
-export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';
+export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket, us_socket_context_t } from 'uWebSockets.js';
 
 /**
  * Loads the native uWebSockets.js binary. The package we install falls back, with only a console

@@ -42,7 +42,7 @@ test.before(async (ctx) => {
   ctx.r = await spawnMain({
     DATABASE_URL: await testDatabaseUrl(),
     HOOKY_MAX_WS_PAYLOAD: String(maxWsPayload),
-    // The fuzzers measure the parser, not the rate limiter (tested in realtime.test.ts).
+    // The fuzzers measure the parser, not the rate limiter (tested in ratelimit.test.ts and realtime.test.ts).
     HOOKY_WS_RATE_LIMIT: '0',
   });
   ctx.hook = (await createWebhook(ctx.r.url)).id;

@@ -8,18 +8,6 @@ import { hardPayloadCeiling } from '../src/realtime.js';
 const capture = (base: string, id: string, init: RequestInit & { path?: string } = {}) =>
   fetch(`${base}/h/${id}${init.path ?? ''}`, { method: 'POST', body: 'x', ...init });
 
-
-/** The HTTP status, body and headers of a refused upgrade; fails the test if the upgrade succeeded. */
-async function refused(opening: Promise<TestClient>): Promise<{ status: number; body: string; headers: Record<string, string> }> {
-  try {
-    const c = await opening;
-    await c.close();
-  } catch (e) {
-    return e as { status: number; body: string; headers: Record<string, string> };
-  }
-  throw new Error('upgrade accepted');
-}
-
 interface Ctx {
   s: TestServer;
   clients: TestClient[];
@@ -41,7 +29,7 @@ function withServer(name: string, env: Record<string, string> = {}) {
   return test;
 }
 
-// --- Requirement: Establish WebSocket connection -------------------------------------------
+// --- Requirement: Establish WebSocket connection (its refusals: upgrade.test.ts) ------------
 
 const connect = withServer('websocket connection');
 
@@ -65,57 +53,10 @@ connect('connection established: the first frame is "connected" with the id and 
   assert.is(first.data.protocol, 'hooky.v1');
 });
 
-connect('connection with an unsupported protocol is refused with 400 and the error', async (ctx) => {
-  const err = await refused(openClient(ctx.s.wsUrl, ['graphql-ws', 'chat']));
-  assert.is(err.status, 400);
-  const body = JSON.parse(err.body);
-  assert.is(body.error, 'unsupported_protocol');
-  assert.equal(body.supported, ['hooky.v1']);
-  assert.type(body.message, 'string');
-});
-
-connect('connection without any subprotocol is refused with 400 unsupported_protocol', async (ctx) => {
-  const err = await refused(openClient(ctx.s.wsUrl, []));
-  assert.is(err.status, 400);
-  assert.is(JSON.parse(err.body).error, 'unsupported_protocol');
-});
-
 connect('hooky.v1 offered among other protocols is selected', async (ctx) => {
   const c = await openClient(ctx.s.wsUrl, ['chat', 'hooky.v1']);
   ctx.clients.push(c);
   assert.is(c.ws.protocol, 'hooky.v1');
-});
-
-connect('a handshake for a WebSocket version other than 13 is refused 426, naming version 13', async (ctx) => {
-  const { connect: tcp } = await import('node:net');
-  for (const version of ['8', '', 'x']) {
-    const head = await new Promise<string>((resolve, reject) => {
-      const sock = tcp(ctx.s.server.port, '127.0.0.1', () =>
-        sock.write(
-          `GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n` +
-            `sec-websocket-version: ${version}\r\nsec-websocket-protocol: hooky.v1\r\n\r\n`,
-        ),
-      );
-      let out = '';
-      sock.on('data', (d) => {
-        out += d;
-        if (out.includes('}')) {
-          sock.destroy();
-          resolve(out);
-        }
-      });
-      sock.on('error', reject);
-    });
-    assert.match(head, /^HTTP\/1\.1 426 Upgrade Required\r\n/, JSON.stringify(version));
-    assert.match(head, /\r\nsec-websocket-version: 13\r\n/i);
-    assert.match(head, /"error":"upgrade_required"/);
-  }
-});
-
-connect('a plain GET /ws answers 426 upgrade_required', async (ctx) => {
-  const res = await fetch(`${ctx.s.url}/ws`);
-  assert.is(res.status, 426);
-  assert.is(((await res.json()) as { error: string }).error, 'upgrade_required');
 });
 
 connect.run();
@@ -474,27 +415,9 @@ protocol('a deleted webhook: its room gets WEBHOOK_DELETED and is emptied', asyn
 
 protocol.run();
 
-// --- Limits: connections, message rate ----------------------------------------------------
+// --- Limits: message rate (the connection limit is in upgrade.test.ts) ----------------------------------------------------
 
-const limits = withServer('limits', { HOOKY_MAX_CONNECTIONS: '3', HOOKY_WS_RATE_LIMIT: '1', HOOKY_WS_RATE_BURST: '5', HOOKY_MAX_ROOMS: '10' });
-
-limits('upgrades past HOOKY_MAX_CONNECTIONS are refused 503 too_many_connections with Retry-After', async (ctx) => {
-  const cs = await Promise.all([1, 2, 3].map(() => openClient(ctx.s.wsUrl)));
-  ctx.clients.push(...cs);
-  const err = await refused(openClient(ctx.s.wsUrl));
-  assert.is(err.status, 503);
-  assert.is(err.headers['retry-after'], '1');
-  const body = JSON.parse(err.body);
-  assert.equal(Object.keys(body), ['error', 'message']);
-  assert.is(body.error, 'too_many_connections');
-  assert.is(await metric(ctx.s.url, 'hooky_websocket_rejected_upgrades_total{status="503"}'), 1);
-  // A freed slot can be taken again.
-  await cs.pop()!.close();
-  await eventually(async () => (await metric(ctx.s.url, 'hooky_websocket_connections')) === 2);
-  const again = await openClient(ctx.s.wsUrl);
-  ctx.clients.push(again);
-  await again.next('connected');
-});
+const limits = withServer('limits', { HOOKY_WS_RATE_LIMIT: '1', HOOKY_WS_RATE_BURST: '5', HOOKY_MAX_ROOMS: '10' });
 
 limits('a client over its message rate gets RATE_LIMITED; one that keeps going is closed with 1008', async (ctx) => {
   const c = await openClient(ctx.s.wsUrl);
