@@ -114,6 +114,7 @@ export const EnvSchema = v.object({
   HOOKY_RESEND_ALLOW: origins, // target origins resend may reach, e.g. http://localhost:4000; unset: resend is off
   HOOKY_RESEND_TIMEOUT_MS: int(10_000, 100, 120_000), // longest a resend waits for the target's answer (10 s)
   HOOKY_BENCH_NOOP: bool(false), // benchmarks only: ANY /bench/noop reads the body and answers 200, storing nothing
+  HOOKY_WORKERS: int(1, 1, 1024), // processes serving one port (a primary starts them); 1 = one process, no primary
   HOOKY_SHARE_PORT: bool(false), // internal: set by hooky only for worker processes it starts itself, which share one port (SO_REUSEPORT)
 });
 
@@ -173,6 +174,8 @@ export interface Config {
   readonly resendTimeoutMs: number;
   /** Internal: listen with SO_REUSEPORT, for workers of one service; off, a busy port is refused. */
   readonly sharePort: boolean;
+  /** Worker processes on one port (src/cluster.ts); 1 runs one process without a primary. */
+  readonly workers: number;
 }
 
 export class ConfigError extends Error {
@@ -243,5 +246,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     resendAllow: e.HOOKY_RESEND_ALLOW && Object.freeze(e.HOOKY_RESEND_ALLOW),
     resendTimeoutMs: e.HOOKY_RESEND_TIMEOUT_MS,
     sharePort: e.HOOKY_SHARE_PORT,
+    workers: e.HOOKY_WORKERS,
   });
 }

@@ -112,6 +112,8 @@ export function createMetrics() {
     /** The Prometheus text of every metric (prom-client collects asynchronously). */
     render: (): Promise<string> => registry.metrics(),
     contentType: registry.contentType,
+    /** For a worker's share of the service's metrics (cluster.ts). */
+    registry,
     /** Stops the event-loop timer. Safe to call twice. */
     close: stopTimer,
   };
