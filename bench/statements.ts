@@ -3,7 +3,7 @@
  * Postgres, same payloads, 60-row batches (the size the capture scenario's batches come to)
  * written one after another as the writer does under load. Each design lives in a schema of its
  * own, reached through a connection whose search_path names it. Reference: the design hooky
- * ships (migrations 001 + 002), measured in the same run; every text-payload design is written
+ * ships (migrations 001–003), measured in the same run; every text-payload design is written
  * through store.insertRequests itself, so only the tables differ.
  * Reports rows/s and the CPU each side spends per row (node = this process, which builds and
  * sends the parameters; postgres = every process of the cluster).
@@ -47,12 +47,50 @@ const jsonArrayInsert = (sql: Sql, rows: readonly PendingRow[]) => sql`
 // through store.insertRequests itself.
 const shipped = (sql: Sql, rows: readonly PendingRow[]) => createStore(sql).insertRequests(rows);
 
-const webhooksTable = 'create table webhooks (id text primary key, created_at timestamptz not null default now(), response jsonb)';
+// The statement of migration 002, before positions (003): webhooks locked once, no counter.
+const lean002Insert = (sql: Sql, rows: readonly PendingRow[]) => sql`
+  with live as materialized (
+    select id from webhooks where id = any(string_to_array(${webhookId}, E'\n')) for key share
+  ), stored as (
+    insert into requests (id, webhook_id, payload)
+    select r.id::uuid, r.webhook_id, r.payload
+    from rows from (
+      string_to_table(${rows.map((r) => r.id).join('\n')}, E'\n'),
+      string_to_table(${rows.map((r) => r.webhookId).join('\n')}, E'\n'),
+      string_to_table(${rows.map((r) => r.json).join('\n')}, E'\n')
+    ) as r (id, webhook_id, payload)
+    where r.webhook_id in (select id from live)
+  )
+  select id from live`;
+
+// What bus.ts sends after each batch, with one instance listening as a second one would.
+const notified = async (sql: Sql, rows: readonly PendingRow[]) => {
+  const reached = await shipped(sql, rows);
+  await sql`select pg_notify('hooky_bench', ${`c bench ${[...reached].map(([w, p]) => `${w} ${p}`).join(' ')}`})`;
+};
+
+const webhooksTable = 'create table webhooks (id text primary key, created_at timestamptz not null default now(), response jsonb, position bigint not null default 0)';
+// Migration 003's positions, for the designs that build their own requests table.
+const positionsTables = `create sequence request_batch_keys;
+  create table request_batches (webhook_id text not null, position bigint not null, batch bigint not null, first_id uuid not null, last_id uuid not null, primary key (webhook_id, position));
+  create unique index request_batches_batch on request_batches (webhook_id, batch)`;
+const init002 = readFileSync(join(root, 'src/db/migrations/002_lean_requests.sql'), 'utf8');
 
 export const designs: Record<string, Design> = {
-  'shipped (002): no foreign key, text payload, string_to_table, webhooks locked once per batch': {
+  'shipped (003): 002 plus a position per webhook and batch, advanced under its lock after the rows are in': {
     create: (sql) => migrate(sql, createLogger('warn')),
     insert: shipped,
+  },
+  'shipped, then one NOTIFY per batch (bus.ts), one listener': {
+    create: async (sql) => {
+      await migrate(sql, createLogger('warn'));
+      await sql.listen('hooky_bench', () => {});
+    },
+    insert: notified,
+  },
+  '002: no foreign key, text payload, string_to_table, webhooks locked once per batch, no positions': {
+    create: (sql) => sql.unsafe(`${init001}; ${init002}`),
+    insert: lean002Insert,
   },
   '001: foreign key per row, json payload, json_array_elements': {
     create: (sql) => sql.unsafe(init001),
@@ -63,11 +101,11 @@ export const designs: Record<string, Design> = {
     insert: jsonArrayInsert,
   },
   'shipped, with one index: primary key (webhook_id, id) and no index on id alone': {
-    create: (sql) => sql.unsafe(`${webhooksTable}; create table requests (webhook_id text not null, id uuid not null, payload text not null, primary key (webhook_id, id))`),
+    create: (sql) => sql.unsafe(`${webhooksTable}; ${positionsTables}; create table requests (webhook_id text not null, id uuid not null, payload text not null, batch bigint not null, primary key (webhook_id, id))`),
     insert: shipped,
   },
   'floor: the same rows into a table without any index': {
-    create: (sql) => sql.unsafe(`${webhooksTable}; create table requests (id uuid not null, webhook_id text not null, payload text not null)`),
+    create: (sql) => sql.unsafe(`${webhooksTable}; ${positionsTables}; create table requests (id uuid not null, webhook_id text not null, payload text not null, batch bigint not null)`),
     insert: shipped,
   },
 };

@@ -21,6 +21,7 @@ import {
   type ServerEvents,
   type WsErrorCode,
 } from './protocol.js';
+import type { Relay } from './relay.js';
 import type { PendingRow, Store } from './store.js';
 import { uws, type TemplatedApp, type WebSocket } from './uws.js';
 import type { WebhookCache } from './webhooks.js';
@@ -64,6 +65,8 @@ export interface RealtimeOptions {
 interface Deps {
   auth: Auth;
   store: Store;
+  /** Which rooms this instance serves: told when a room gets its first member and loses its last. */
+  relay: Pick<Relay, 'watch' | 'unwatch'>;
   webhooks: WebhookCache;
   metrics: Metrics;
   log: Logger;
@@ -175,7 +178,10 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
     const set = members.get(room);
     if (set === undefined) return;
     set.delete(ws);
-    if (set.size === 0) members.delete(room);
+    if (set.size === 0) {
+      members.delete(room);
+      deps.relay.unwatch(room.slice(roomPrefix.length));
+    }
   }
 
   async function join(ws: Socket, webhookId: string, since: string | undefined, ref: Ref) {
@@ -204,13 +210,16 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
         metrics.joinedRooms.inc();
       }
     }
-    if (since === undefined) {
-      // Read after subscribing: a request committed later reaches us live, so `last` is a
-      // resume point that cannot skip anything.
-      const last = await store.latestRequestId(webhookId);
-      if (!conn.closed) send(ws, 'joined', { webhookId, room, last }, ref);
-      return;
-    }
+    // After subscribing: the relay publishes to the room everything committed after `last`, so
+    // `last` is a resume point that cannot skip anything, and the replay below, read later,
+    // overlaps what is published live rather than leaving a gap.
+    const latest = await deps.relay.watch(webhookId).catch((err: unknown) => {
+      // Not served here after all: nothing would be published to it.
+      leaveRoom(ws, room);
+      throw err;
+    });
+    if (conn.closed) return;
+    if (since === undefined) return send(ws, 'joined', { webhookId, room, last: latest }, ref);
     send(ws, 'joined', { webhookId, room }, ref);
     // One replay at a time per connection: ten joins at once replay one after the other.
     const replay = conn.replays.then(() => replayFrom(ws, webhookId, room, since, ref));
@@ -221,35 +230,37 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
   /**
    * Sends what was committed after `since`, oldest first, page by page: a page ends at
    * HOOKY_MAX_PAGE_BYTES of payload (or one request, however large), its bytes are held from the
-   * read budget before it is fetched, and the next page is fetched only once the socket's send
+   * read budget as soon as it is read, and the next page is fetched only once the socket's send
    * buffer has drained to `replayLowWater`. A replay holds about one page, whatever the client's
    * speed. When the budget refuses a page, the replay stops with OVERLOADED and `last`, from where
    * a new `join` resumes.
    */
   async function replayFrom(ws: Socket, webhookId: string, room: string, since: string, ref: Ref) {
     const conn = ws.getUserData();
-    // Replayed events echo the join's ref, which tells them apart from live ones.
+    // Replayed events echo the join's ref, which tells them apart from live ones. Pages follow
+    // commit order (the cursor: batch position, then id), whichever instance committed them.
+    let cursor = await store.cursorOf(webhookId, since);
     let last = since;
     let count = 0;
     let more = true;
     while (more && count < opts.replayLimit && !conn.closed) {
-      const page = await store.pageOf(webhookId, 'oldest', last, opts.replayLimit - count, opts.maxPageBytes);
-      more = page.more;
-      if (conn.closed || page.ids.length === 0) break;
+      // A page's bytes are known once it is read (cut at HOOKY_MAX_PAGE_BYTES in SQL): held then.
+      const page = await store.requestsAfter(webhookId, cursor, opts.replayLimit - count, opts.maxPageBytes);
+      more = page.truncated;
+      if (conn.closed || page.rows.length === 0) break;
       const hold = reads.hold();
-      if (!hold.take(page.bytes)) {
+      if (!hold.take(page.rows.reduce((n, r) => n + Buffer.byteLength(r.json), 0))) {
         metrics.readRefusals.inc();
         return sendError(ws, 'OVERLOADED', ref, { webhookId, last, retryAfterMs: overloadedRetryMs });
       }
       try {
-        const json = await store.payloadsOf(webhookId, page.ids, 'oldest');
-        if (conn.closed) return;
         ws.cork(() => {
-          for (const payload of json) sent(ws, ws.send(newRequestFrame(payload, ref), false));
+          for (const row of page.rows) sent(ws, ws.send(newRequestFrame(row.json, ref), false));
         });
-        // A row deleted since its page was cut (retention) is skipped; `last` moves past it all the same.
-        count += json.length;
-        last = page.ids[page.ids.length - 1]!;
+        count += page.rows.length;
+        const tail = page.rows[page.rows.length - 1]!;
+        cursor = { position: tail.position, id: tail.id };
+        last = tail.id;
         await drained(ws);
       } finally {
         hold.release();
@@ -484,6 +495,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
 
 export type Realtime = ReturnType<typeof createRealtime>;
 
+const roomPrefix = roomOf('');
 const MiB = 1024 * 1024;
 export const hardPayloadCeiling = (max: number) => Math.max(4 * max, MiB);
 

@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import { registerApi } from './api.js';
 import { createAuth } from './auth.js';
 import { createBudget } from './budget.js';
+import { createNotifyBus } from './bus.js';
 import { registerCapture } from './capture.js';
 import { serviceMetrics } from './cluster.js';
 import type { Config } from './config.js';
@@ -16,10 +17,11 @@ import { sendError } from './http.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { createRealtime } from './realtime.js';
+import { createRelay } from './relay.js';
 import { registerResend } from './resend.js';
 import { createRetention } from './retention.js';
 import { createSearch } from './search.js';
-import { createStore } from './store.js';
+import { createStore, type Webhook } from './store.js';
 import { listen, type Listener } from './listener.js';
 import { uws } from './uws.js';
 import { createWebhookCache } from './webhooks.js';
@@ -73,7 +75,22 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   const app = uws.App();
   // One ceiling for the payload bytes of every REST page and replay page being fetched or sent.
   const reads = createBudget(config.maxReadBytes, (delta) => metrics.readBytes.inc(delta));
-  const realtime = createRealtime(app, config, { auth, store, webhooks, metrics, log, reads, isDraining });
+  // Another instance's deletion (announced, or found by the relay's check) empties the room here.
+  const deletedElsewhere = (webhookId: string) => {
+    webhooks.forget(webhookId);
+    realtime.webhookDeleted(webhookId);
+  };
+  const relay = createRelay(
+    // A fill reads at most what one INSERT batch may hold.
+    { fillLimit: config.replayLimit, fillMaxBytes: config.batchMaxBytes, checkIntervalMs: 1000 },
+    { store, log, metrics, publish: (rows) => realtime.publish(rows), deleted: deletedElsewhere },
+  );
+  const bus = await createNotifyBus(
+    db,
+    { committed: relay.announced, created: webhooks.forget, deleted: deletedElsewhere, resumed: relay.resumed },
+    log,
+  );
+  const realtime = createRealtime(app, config, { auth, store, webhooks, relay, metrics, log, reads, isDraining });
   const writer = createWriter(
     store,
     {
@@ -84,8 +101,10 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     },
     metrics,
     log,
-    (rows) => {
-      realtime.publish(rows);
+    (rows, positions) => {
+      relay.committed(rows, positions);
+      // A batch settled after a broken connection has no positions: the others look them up.
+      bus.committed(positions.size > 0 ? positions : new Map(rows.map((r) => [r.webhookId, undefined])));
       retention.written(rows);
     },
   );
@@ -93,10 +112,16 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   const publicUrl = () => config.publicUrl ?? `http://localhost:${port}`;
   const search = createSearch(db.sql, { scanRows: config.searchScanRows });
   registerCapture(app, config, { webhooks, writer, metrics, log, isDraining });
+  // A webhook created here ends the other instances' remembered miss for its id at once.
+  const announcing = { ...webhooks, remember: (w: Webhook) => (webhooks.remember(w), bus.created(w.id)) };
+  const onDeleted = (webhookId: string) => {
+    realtime.webhookDeleted(webhookId);
+    bus.deleted(webhookId);
+  };
   registerApi(
     app,
     { maxApiBodyBytes: config.maxApiBodyBytes, maxPageBytes: config.maxPageBytes, maxWebhooks: config.maxWebhooks, publicUrl },
-    { auth, store, webhooks, log, metrics, reads, onDeleted: realtime.webhookDeleted, search },
+    { auth, store, webhooks: announcing, log, metrics, reads, onDeleted, search },
   );
   registerDeletion(app, { batch: config.retentionBatch }, { auth, sql: db.sql, webhooks, log });
   registerResend(app, { allow: config.resendAllow, timeoutMs: config.resendTimeoutMs, maxApiBodyBytes: config.maxApiBodyBytes }, { auth, store, webhooks, log });
@@ -110,6 +135,8 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     listener = await listen(app, { host: config.host, port: config.port, share: config.sharePort }, { log, metrics });
   } catch (err) {
     metrics.close();
+    relay.close();
+    await bus.close();
     await db.close();
     throw err;
   }
@@ -135,7 +162,9 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     // 5. Close what is still open (idle keep-alive connections), so nothing reaches a server
     //    that is going away. The binary has app.close(); its typings do not list it.
     (app as unknown as { close(): void }).close();
-    // 6. End the pool, then stop embedded Postgres.
+    // 6. Stop listening to the other instances, end the pool, then stop embedded Postgres.
+    relay.close();
+    await bus.close();
     await retentionStopped;
     await db.close();
     metrics.close();

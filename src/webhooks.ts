@@ -3,14 +3,16 @@ import type { Store, Webhook } from './store.js';
 const maxEntries = 100_000;
 const maxMisses = 10_000;
 // How long "no such webhook" is believed. A webhook created through this instance is known at
-// once; one created through another instance sharing the database can 404 here for this long.
+// once; one created through another instance sharing the database is announced on the bus
+// (which forgets the miss), and can 404 here for this long only if that notice is lost.
 const missTtlMs = 1000;
 
 /**
  * Known webhooks, cached so the capture hot path rarely asks Postgres whether an id exists.
  * Misses are remembered briefly and concurrent lookups of one id share a query, so a flood of
  * captures or joins for unknown ids costs Postgres about one query per id per second.
- * Deleting through `forget` keeps this instance from accepting captures for a webhook that is gone.
+ * Deleting through `forget` keeps this instance from accepting captures for a webhook that is gone;
+ * `forget` also ends a remembered miss, which the bus does when another instance creates the id.
  */
 export function createWebhookCache(store: Store) {
   const known = new Map<string, Webhook>();
@@ -58,6 +60,7 @@ export function createWebhookCache(store: Store) {
     remember,
     forget(id: string): void {
       known.delete(id);
+      missed.delete(id);
     },
   };
 }

@@ -2,7 +2,7 @@ import postgres from 'postgres';
 import { HttpError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import type { PendingRow, Store } from './store.js';
+import type { PendingRow, Positions, Store } from './store.js';
 
 export interface WriterOptions {
   maxRows: number;
@@ -33,11 +33,12 @@ interface Waiting {
  * flush starts as soon as the previous one returns. Under load batches grow by themselves; when
  * idle a lone request is written at once.
  *
- * One flush at a time, on purpose: ids are assigned in arrival order, so commits then happen in
- * id order, and a client resuming with `since` = the last id it saw can never skip a request
- * that commits later with a smaller id.
+ * One flush at a time: ids are assigned in arrival order, so this process commits in id order.
+ * Resume no longer depends on it (each batch gets a commit-ordered position per webhook, see
+ * store.ts), so several flushes in flight are possible; that change is still to be made.
  *
- * `onCommitted` runs after each commit, with the rows stored, in id order.
+ * `onCommitted` runs after each commit, with the rows stored, in id order, and the position each
+ * of their webhooks reached (empty for a settled batch: those are not known).
  *
  * A 503 must mean "not stored". When the connection breaks after the INSERT was sent, the batch
  * may have committed (the backend finishes a statement it has received, and a COMMIT whose answer
@@ -50,7 +51,7 @@ interface Waiting {
  * is dropped when its batch is taken, so a sender that retries creates no duplicate. Once the
  * batch is sent, a sender that goes away no longer changes anything: the row is stored.
  */
-export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics, log: Logger, onCommitted: (rows: PendingRow[]) => void) {
+export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics, log: Logger, onCommitted: (rows: PendingRow[], positions: Positions) => void) {
   let queue: Waiting[] = [];
   let queuedBytes = 0;
   let flushing = false;
@@ -88,31 +89,33 @@ export function createWriter(store: Store, opts: WriterOptions, metrics: Metrics
     const rows = batch.map((w) => w.row);
     metrics.batchSize.observe(rows.length);
     // What each row gets: its verdict, or undefined for a 503.
-    let verdict: (id: string) => WriteResult | undefined;
+    let verdict: (row: PendingRow) => WriteResult | undefined;
+    let positions: Positions = new Map();
     try {
-      const stored = await store.insertRequests(rows);
+      const reached = await store.insertRequests(rows);
       healthy = true;
+      positions = reached;
       // A row the INSERT skipped had lost its webhook meanwhile.
-      verdict = stored === undefined ? () => 'stored' : (id) => (stored.has(id) ? 'stored' : 'gone');
+      verdict = (row) => (reached.has(row.webhookId) ? 'stored' : 'gone');
     } catch (err) {
       healthy = false;
       metrics.batchFailures.inc();
       const stored = mayHaveCommitted(err) ? await settle(rows, err) : undefined;
       if (stored === undefined) log.error('batch insert failed; answering 503', { rows: rows.length, err });
       // Settled: a row that is not there was not stored.
-      verdict = (id) => (stored?.has(id) ? 'stored' : undefined);
+      verdict = (row) => (stored?.has(row.id) ? 'stored' : undefined);
     }
     const committed: PendingRow[] = [];
     let unavailable: HttpError | undefined;
     for (const w of batch) {
-      const v = verdict(w.row.id);
+      const v = verdict(w.row);
       if (v === 'stored') committed.push(w.row);
       if (v !== undefined) w.resolve(v);
       else w.reject((unavailable ??= new HttpError('storage_unavailable')));
     }
     // The rows are committed whatever happens here: a failure to publish is logged, not a 503.
     try {
-      if (committed.length > 0) onCommitted(committed);
+      if (committed.length > 0) onCommitted(committed, positions);
     } catch (err) {
       log.error('publishing committed requests failed', { err });
     }

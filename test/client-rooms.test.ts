@@ -36,6 +36,20 @@ replays('live requests during a replay are held, then delivered once each, in id
   assert.equal(got, [rid(2), rid(3), rid(4), rid(5), rid(6), rid(7)]);
 });
 
+replays('a live request with a smaller id than the last one is still delivered (commit order across instances), a repeated one is not', async (ctx) => {
+  const { client, server, got } = scriptedClient(ctx);
+  const joining = later(client.join('w'));
+  const s = await server.socket(1);
+  s.accept();
+  s.push(joinedFrame(s.joins()[0]!.ref));
+  await joining;
+  s.push(live(5));
+  s.push(live(3)); // committed after 5 by another writer
+  s.push(live(5));
+  s.push(live(3));
+  assert.equal(got, [rid(5), rid(3)]);
+});
+
 replays('a truncated replay continues with since = last, without a second joined', async (ctx) => {
   const { client, server, got, rec } = scriptedClient(ctx);
   const joining = later(client.join('w', { since: rid(1) }));

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import postgres from 'postgres';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { createClient, type CapturedRequest } from '../src/client/index.js';
 import { testDatabaseUrl } from './support/db.js';
 import { eventually, figures } from './support/observe.js';
 import { spawnMain, type Running } from './support/process.js';
@@ -201,6 +202,54 @@ restart('a worker killed with SIGKILL is logged and replaced on the same port; c
     const list = (await (await fetch(`${r.url}/api/webhooks/${id}/requests?limit=100`)).json()) as { requests: unknown[] };
     assert.is(list.requests.length, 48);
   } finally {
+    assert.is(await stopped(r), 0);
+  }
+});
+
+restart('an SDK client on a worker killed with SIGKILL reconnects and resumes: every capture answered 2xx reaches it exactly once', async () => {
+  const dbUrl = await testDatabaseUrl();
+  const r = await spawnMain({ DATABASE_URL: dbUrl, HOOKY_WORKERS: '2' }, 60_000);
+  const client = createClient(r.url, { minDelayMs: 100 });
+  try {
+    // Not fetch: its keep-alive connection would stay open beside the client's.
+    const id = `cluster-${Date.now().toString(36)}`;
+    assert.is((await exchange(`${r.url}/api/webhooks`, false, 'POST', JSON.stringify({ id }))).status, 201);
+    const got: string[] = [];
+    client.on('new-request', (req: CapturedRequest) => got.push(req.id));
+    await client.join(id);
+    // The client's WebSocket is the one connection open on the port (captures below close theirs).
+    const workers = children(r.child.pid!);
+    const held = connectionsByPid(workers, r.port);
+    const victim = workers.find((p) => held.get(p) === 1);
+    assert.ok(victim, `one worker holds the client's connection: ${JSON.stringify([...held])}`);
+
+    const acked: string[] = [];
+    let failed = 0;
+    let stop = false;
+    // Four senders capture on new connections (spread over both workers) through the kill.
+    const senders = Array.from({ length: 4 }, async (_, s) => {
+      for (let i = 0; !stop; i++) {
+        const answer = await exchange(`${r.url}/h/${id}`, false, 'POST', `s${s}-${i}`).catch(() => undefined);
+        if (answer?.status === 200) acked.push((JSON.parse(answer.text) as { id: string }).id);
+        else failed++;
+      }
+    });
+    await eventually(() => acked.length >= 50, 30_000, '50 captures before the kill');
+    process.kill(victim, 'SIGKILL');
+    const ackedAtKill = acked.length;
+    await eventually(() => children(r.child.pid!).length === 2 && !children(r.child.pid!).includes(victim), 30_000, 'a new worker');
+    await eventually(() => acked.length >= ackedAtKill + 100, 30_000, '100 captures after the kill');
+    stop = true;
+    await Promise.all(senders);
+    await eventually(() => acked.every((a) => got.includes(a)), 30_000, 'every acknowledged capture delivered');
+    await new Promise((res) => setTimeout(res, 1500)); // room for a late duplicate to show
+    assert.is(new Set(got).size, got.length, 'no capture delivered twice');
+    const listed = await exchange(`${r.url}/api/webhooks/${id}/requests?limit=1000`, false);
+    const stored = new Set((JSON.parse(listed.text) as { requests: { id: string }[] }).requests.map((x) => x.id));
+    assert.ok(got.every((g) => stored.has(g)), 'every delivered capture is stored');
+    figures('SDK across a worker SIGKILL', { acked: acked.length, ackedAtKill, failedAnswers: failed, delivered: got.length });
+  } finally {
+    await client.close();
     assert.is(await stopped(r), 0);
   }
 });

@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { migrate } from '../src/db/migrate.js';
 import { newRequestId } from '../src/ids.js';
 import { createLogger } from '../src/log.js';
+import { requestIdFloor } from '../src/protocol.js';
 import { createStore, type PendingRow } from '../src/store.js';
 import { testDatabaseUrl } from './support/db.js';
 import { uniqueId } from './support/server.js';
@@ -32,7 +33,9 @@ test('a batch stores every row whose webhook exists and reports the others as no
   await store.createWebhook(live, null);
   await store.createWebhook(other, null);
   const rows = [rowFor(live), rowFor(other), rowFor(live)];
-  assert.is(await store.insertRequests(rows), undefined, 'every row stored');
+  const reached = await store.insertRequests(rows);
+  assert.equal([...reached.keys()].sort(), [live, other].sort(), 'every row stored');
+  assert.equal([...reached.values()], [1, 1], 'each webhook at its first position');
   assert.is(await count(live), 2);
   assert.is(await count(other), 1);
   // Every payload comes back as the exact text that was written, in its own row.
@@ -41,7 +44,9 @@ test('a batch stores every row whose webhook exists and reports the others as no
   const gone = uniqueId('gone');
   const mixed = [rowFor(live), rowFor(gone), rowFor(other), rowFor(gone)];
   const stored = await store.insertRequests(mixed);
-  assert.equal([...(stored ?? [])].sort(), [mixed[0]!.id, mixed[2]!.id].sort());
+  assert.equal([...stored.keys()].sort(), [live, other].sort(), 'the deleted webhook is left out');
+  assert.equal([...stored.values()], [2, 2]);
+  for (const r of [mixed[0]!, mixed[2]!]) assert.is(await store.getRequest(r.webhookId, r.id), r.json);
   assert.is(await count(gone), 0);
   for (const id of [live, other]) await store.deleteWebhook(id);
 });
@@ -54,7 +59,7 @@ test('deleting a webhook waits for a batch that holds it, then removes that batc
   let deleting: Promise<boolean> | undefined;
   // The batch's transaction stays open after its INSERT, as a slow commit would.
   await sql.begin(async (tx) => {
-    assert.is(await createStore(tx as unknown as postgres.Sql).insertRequests([rowFor(id), rowFor(id)]), undefined);
+    assert.equal(await createStore(tx as unknown as postgres.Sql).insertRequests([rowFor(id), rowFor(id)]), new Map([[id, 1]]));
     deleting = store.deleteWebhook(id).then((d) => (deleted = d));
     await new Promise((r) => setTimeout(r, 300));
     assert.is(deleted, undefined, 'the delete waits for the batch to commit');
@@ -70,9 +75,69 @@ test('a batch that comes after a delete stores nothing for that webhook', async 
   await store.createWebhook(id, null);
   assert.is(await store.deleteWebhook(id), true);
   const late = [rowFor(id)];
-  assert.equal(await store.insertRequests(late), new Set());
+  assert.equal(await store.insertRequests(late), new Map());
   assert.is(await count(id), 0);
   assert.is(await store.deleteWebhook(id), false);
+});
+
+test('concurrent batches sharing webhooks, in either order, never deadlock, and each webhook gets every position once', async (ctx) => {
+  const { store } = await open(ctx);
+  const [w1, w2] = [uniqueId('pos'), uniqueId('pos')];
+  for (const id of [w1, w2]) await store.createWebhook(id, null);
+  const runs = 40;
+  const answers = await Promise.all(
+    Array.from({ length: runs }, (_, i) => store.insertRequests(i % 2 === 0 ? [rowFor(w1), rowFor(w2)] : [rowFor(w2), rowFor(w1)])),
+  );
+  for (const id of [w1, w2]) {
+    const positions = answers.map((a) => a.get(id)!).sort((a, b) => a - b);
+    assert.equal(positions, Array.from({ length: runs }, (_, i) => i + 1));
+    assert.equal(await store.latest(id).then((l) => l?.position), runs);
+  }
+  for (const id of [w1, w2]) await store.deleteWebhook(id);
+});
+
+test('a replay from a request follows commit order, not id order', async (ctx) => {
+  const { sql, store } = await open(ctx);
+  const id = uniqueId('order');
+  await store.createWebhook(id, null);
+  const [small, big] = [rowFor(id), rowFor(id)];
+  // The greater id commits first, as when another writer is quicker.
+  await store.insertRequests([big]);
+  await store.insertRequests([small]);
+  const after = async (since: string) => (await store.requestsSince(id, since, 10)).json.map((j) => JSON.parse(j).id);
+  assert.equal(await after(big.id), [small.id]);
+  assert.equal(await after(small.id), []);
+  assert.equal((await store.latest(id))?.id, small.id);
+  await store.deleteWebhook(id);
+  assert.is((await sql`select count(*)::int as n from request_batches where webhook_id = ${id}`)[0]!.n, 0, 'its batches go with it');
+});
+
+test('requestsAfter cuts a page by payload bytes (one row at least) and says more follow', async (ctx) => {
+  const { store } = await open(ctx);
+  const id = uniqueId('bytes');
+  await store.createWebhook(id, null);
+  const big = (n: number): PendingRow => {
+    const rid = newRequestId();
+    return { id: rid, webhookId: id, json: JSON.stringify({ id: rid, pad: 'x'.repeat(n) }) };
+  };
+  const rows = [big(1000), big(1000), big(1000), big(5000)];
+  await store.insertRequests(rows.slice(0, 2));
+  await store.insertRequests(rows.slice(2));
+  const start = { position: 0, id: requestIdFloor(0) };
+  const size = rows[0]!.json.length;
+  const two = await store.requestsAfter(id, start, 10, 2 * size);
+  assert.equal([two.rows.map((r) => r.id), two.truncated], [rows.slice(0, 2).map((r) => r.id), true]);
+  const rest = await store.requestsAfter(id, two.rows[1]!, 10, 10);
+  assert.equal([rest.rows.map((r) => r.id), rest.truncated], [[rows[2]!.id], true], 'one row however large');
+  const all = await store.requestsAfter(id, start, 10);
+  assert.equal([all.rows.map((r) => [r.id, r.position]), all.truncated], [rows.map((r, i) => [r.id, i < 2 ? 1 : 2]), false]);
+  // Past ten rows and ten positions, where an order by their text would go astray.
+  const more = Array.from({ length: 12 }, () => big(10));
+  for (const r of more) await store.insertRequests([r]);
+  const page = await store.requestsAfter(id, all.rows.at(-1)!, 20);
+  assert.equal([page.rows.map((r) => r.id), page.truncated], [more.map((r) => r.id), false]);
+  assert.equal((await store.latest(id))?.position, 14);
+  await store.deleteWebhook(id);
 });
 
 test.run();

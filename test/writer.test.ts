@@ -9,6 +9,7 @@ import { createWriter } from '../src/writer.js';
 /** A store whose inserts are recorded and released by hand, to see exactly how rows are batched. */
 function fakeStore() {
   const batches: PendingRow[][] = [];
+  // `skip`: webhooks deleted before the batch committed.
   const gates: { release: (fail?: Error, skip?: Set<string>) => void }[] = [];
   /** What `storedIds` answers after a broken connection: the committed ids, or an error. */
   const afterwards: { answer: Set<string> | Error } = { answer: new Error('still down') };
@@ -24,8 +25,8 @@ function fakeStore() {
         gates.push({
           release: (fail, skip) => {
             if (fail) return reject(fail);
-            const kept = rows.filter((r) => !skip?.has(r.id));
-            resolve(kept.length === rows.length ? undefined : new Set(kept.map((r) => r.id)));
+            // The position each webhook reached; a skipped (deleted) webhook is left out.
+            resolve(new Map(rows.filter((r) => !skip?.has(r.webhookId)).map((r) => [r.webhookId, 1])));
           },
         });
       });
@@ -131,9 +132,9 @@ test('rows whose webhook vanished resolve "gone" and are not published', async (
   const { store, gates } = fakeStore();
   const published: string[] = [];
   const w = createWriter(store, opts, createMetrics(), log, (rows) => published.push(...rows.map((r) => r.id)));
-  const p = [w.write(row(1)), w.write(row(2))];
+  const p = [w.write({ ...row(1), webhookId: 'deleted' }), w.write(row(2))];
   await tick();
-  gates[0]!.release(undefined, new Set(['id-00001']));
+  gates[0]!.release(undefined, new Set(['deleted']));
   assert.equal(await Promise.all(p), ['gone', 'stored']);
   assert.equal(published, ['id-00002']);
 });

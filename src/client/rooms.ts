@@ -7,9 +7,11 @@ import { backoffDelay, type BackoffOptions } from './backoff.js';
 import type { PendingJoin, PendingRequests } from './pending.js';
 
 /**
- * Where one room stands in the stream of its webhook's requests. Request ids are UUIDv7 in
- * lower-case hex, and the server commits and publishes them in id order, so plain string order is
- * capture order: a request at or below the cursor has been delivered already.
+ * Where one room stands in the stream of its webhook's requests. The server publishes a room's
+ * requests in commit order, and a replay from `since` sends what was committed after that
+ * request, in the same order. Commit order is not id order when several hooky instances share a
+ * database, so a request with an id below the cursor may still be new: duplicates (a live
+ * request the replay also sent) are recognised by id among the last ones delivered.
  */
 export interface RoomState {
   readonly webhookId: string;
@@ -20,10 +22,18 @@ export interface RoomState {
   /** A `join` with `since` is replaying; live requests wait in `held` until it ends. */
   replaying: boolean;
   held: CapturedRequest[];
+  /** The ids of the last `recentIds` requests delivered, oldest first, for dropping duplicates. */
+  recent: Set<string>;
 }
 
+/**
+ * How many delivered ids a room remembers. A duplicate is a request committed between a join's
+ * subscription and its replay query, both sent: the newest few of a replay.
+ */
+const recentIds = 1024;
+
 export function createRoom(webhookId: string, since?: string): RoomState {
-  return { webhookId, cursor: since, floor: undefined, replaying: false, held: [] };
+  return { webhookId, cursor: since, floor: undefined, replaying: false, held: [], recent: new Set(since === undefined ? [] : [since]) };
 }
 
 /** The `since` of the next join, if any. */
@@ -42,9 +52,9 @@ export function receive(room: RoomState, req: CapturedRequest, replayed: boolean
   if (advance(room, req)) deliver(req);
 }
 
-/** Ends a replay: the held live requests follow in id order, less those the replay already sent. */
+/** Ends a replay: the held live requests follow in the order they came, less those the replay already sent. */
 export function endReplay(room: RoomState, deliver: (req: CapturedRequest) => void): void {
-  const held = room.held.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const held = room.held;
   room.replaying = false;
   room.held = [];
   for (const req of held) if (advance(room, req)) deliver(req);
@@ -60,7 +70,9 @@ export function interrupt(room: RoomState): void {
 }
 
 function advance(room: RoomState, req: CapturedRequest): boolean {
-  if (room.cursor !== undefined && req.id <= room.cursor) return false;
+  if (room.recent.has(req.id)) return false;
+  room.recent.add(req.id);
+  if (room.recent.size > recentIds) room.recent.delete(room.recent.values().next().value!);
   room.cursor = req.id;
   return true;
 }

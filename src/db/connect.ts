@@ -7,6 +7,12 @@ export interface Database {
   sql: Sql;
   /** Where it runs, for the start-up log line (no password). */
   where: string;
+  /**
+   * One more connection beside the pool, with the same settings and `application_name`
+   * `hooky <name>`: for LISTEN (bus.ts), which holds its connection for good. Ended by its user.
+   */
+  // Options as postgres.js reads them; its typings lack some (onnotify).
+  dedicated(name: string, extra: Record<string, unknown>): Sql;
   /** Ends the pool, then stops embedded PostgreSQL if we started it. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -15,8 +21,7 @@ export interface Database {
 export async function openDatabase(config: Config, log: Logger): Promise<Database> {
   const embedded = config.databaseUrl === undefined ? await startEmbedded(config.dataDir, log) : undefined;
   const url = config.databaseUrl ?? embedded!.url;
-  const sql = postgres(url, {
-    max: config.pgPoolSize,
+  const options = {
     // Fail fast when Postgres is gone, so captures get a 503 instead of hanging.
     connect_timeout: 5,
     // postgres.js waits (0.5–1) × min(3^failures / 100, 20) s before reconnecting, the failures
@@ -24,12 +29,13 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
     // would stay down for up to 20 s after Postgres is back. Capped at 1 s instead.
     backoff: reconnectDelay,
     onnotice: () => {},
-    connection: { application_name: 'hooky' },
-  });
+  };
+  const sql = postgres(url, { ...options, max: config.pgPoolSize, connection: { application_name: 'hooky' } });
   let closing: Promise<void> | undefined;
   return {
     sql,
     where: embedded ? `embedded PostgreSQL in ${embedded.dir}` : redact(url),
+    dedicated: (name, extra) => postgres(url, { ...options, max: 1, connection: { application_name: `hooky ${name}` }, ...extra } as postgres.Options<never>),
     close: () =>
       (closing ??= (async () => {
         await sql.end({ timeout: 5 });

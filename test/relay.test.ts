@@ -1,0 +1,102 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createLogger } from '../src/log.js';
+import { createMetrics } from '../src/metrics.js';
+import { createRelay } from '../src/relay.js';
+import type { Cursor, PendingRow, Store, StoredRow } from '../src/store.js';
+
+/** A store holding one webhook's committed batches in memory; counts the reads. */
+function fakeStore() {
+  const batches: { position: number; rows: PendingRow[] }[] = [];
+  const reads: Cursor[] = [];
+  const store = {
+    async latest() {
+      const last = batches.at(-1);
+      return last ? { position: last.position, id: last.rows.at(-1)!.id } : null;
+    },
+    async requestsAfter(_w: string, after: Cursor, limit: number) {
+      reads.push(after);
+      const rows: StoredRow[] = batches.flatMap((b) =>
+        b.rows.filter((r) => b.position > after.position || (b.position === after.position && r.id > after.id)).map((r) => ({ id: r.id, position: b.position, json: r.json })),
+      );
+      return { rows: rows.slice(0, limit), truncated: rows.length > limit };
+    },
+    async positions() {
+      return new Map([['w', batches.at(-1)?.position ?? 0]]);
+    },
+  } as unknown as Store;
+  /** Commits a batch of these ids at the next position and returns it. */
+  const commit = (...ids: string[]) => {
+    const b = { position: batches.length + 1, rows: ids.map((id) => ({ id, webhookId: 'w', json: `{"id":"${id}"}` })) };
+    batches.push(b);
+    return b;
+  };
+  return { store, commit, reads };
+}
+
+function relayOver(store: Store) {
+  const published: string[] = [];
+  const relay = createRelay(
+    { fillLimit: 2, fillMaxBytes: 1 << 20, checkIntervalMs: 60_000 },
+    { store, log: createLogger('silent'), metrics: createMetrics(), publish: (rows) => published.push(...rows.map((r) => r.id)), deleted: () => {} },
+  );
+  return { relay, published };
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 10));
+const test = suite('relay');
+
+test('a batch committed here at the next position is published at once, without reading Postgres', async () => {
+  const { store, commit, reads } = fakeStore();
+  commit('a');
+  const { relay, published } = relayOver(store);
+  assert.is(await relay.watch('w'), 'a');
+  const b = commit('b', 'c');
+  relay.committed(b.rows, new Map([['w', b.position]]));
+  assert.equal(published, ['b', 'c']);
+  assert.is(reads.length, 0);
+  relay.close();
+});
+
+test('a batch past a gap is held until the gap is read from Postgres, then both go out in commit order', async () => {
+  const { store, commit } = fakeStore();
+  const { relay, published } = relayOver(store);
+  assert.is(await relay.watch('w'), null);
+  commit('x1', 'x2', 'x3'); // another instance's batch, not announced (yet)
+  const mine = commit('m');
+  relay.committed(mine.rows, new Map([['w', mine.position]]));
+  assert.equal(published, [], 'held');
+  await settle();
+  assert.equal(published, ['x1', 'x2', 'x3', 'm'], 'the gap (read in pages of 2) first, then the held batch, once each');
+  relay.close();
+});
+
+test('an announced position at or below the cursor reads nothing; a later one reads only what is new', async () => {
+  const { store, commit, reads } = fakeStore();
+  const { relay, published } = relayOver(store);
+  await relay.watch('w');
+  const b = commit('a');
+  relay.committed(b.rows, new Map([['w', b.position]]));
+  relay.announced('w', 1);
+  await settle();
+  assert.is(reads.length, 0);
+  commit('o');
+  relay.announced('w', 2);
+  await settle();
+  assert.equal(published, ['a', 'o']);
+  assert.equal(reads, [{ position: 1, id: 'a' }]);
+  relay.close();
+});
+
+test('after the bus comes back every room is read from its cursor', async () => {
+  const { store, commit } = fakeStore();
+  const { relay, published } = relayOver(store);
+  await relay.watch('w');
+  commit('lost');
+  relay.resumed();
+  await settle();
+  assert.equal(published, ['lost']);
+  relay.close();
+});
+
+test.run();
