@@ -72,8 +72,9 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
 
   let port = config.port;
   let stopping = false;
-  const slots = Array.from({ length: config.workers }, () => ({ failures: 0, worker: undefined as Worker | undefined }));
-  const clean = new Set<Worker>();
+  const slots = Array.from({ length: config.workers }, () => ({ failures: 0, worker: undefined as Worker | undefined, restart: undefined as NodeJS.Timeout | undefined }));
+  /** Whether a worker ended its shutdown with a status other than 0. */
+  let unclean = false;
   let allExited: () => void = () => {};
   const exitedAll = new Promise<void>((r) => (allExited = r));
   const running = () => slots.some((s) => s.worker !== undefined);
@@ -94,9 +95,9 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
       });
       worker.on('exit', (code, signal) => {
         slot.worker = undefined;
-        if (code === 0) clean.add(worker);
         if (!listening) reject(new Error(`worker ${worker.id} exited (${signal ?? `code ${code}`}) before it listened`));
         if (stopping) {
+          if (code !== 0) unclean = true;
           log.debug('worker stopped', { worker: worker.id, pid: worker.process.pid, code, signal });
           if (!running()) allExited();
           return;
@@ -110,14 +111,15 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
           signal,
           restartInMs: delayMs,
         });
-        setTimeout(() => {
+        // Not unref'd: with every worker down, this timer is what keeps the primary running.
+        slot.restart = setTimeout(() => {
           if (stopping) return;
           fork(slot).then(
             (m) => log.info(`worker restarted on port ${m.port}`, { worker: slot.worker?.id, pid: slot.worker?.process.pid }),
             // Its exit handler has scheduled the next attempt already.
             (err: Error) => log.debug(err.message),
           );
-        }, delayMs).unref();
+        }, delayMs);
       });
     });
   }
@@ -140,11 +142,12 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
   const stoppedPromise = new Promise<number>((r) => (stopped = r));
   async function shutdown(signal: NodeJS.Signals) {
     stopping = true;
+    for (const s of slots) clearTimeout(s.restart);
     // Each worker runs the documented shutdown order of server.ts on its own.
     for (const s of slots) s.worker?.process.kill(signal);
     if (running()) await exitedAll;
     await embedded?.stop();
-    stopped(slots.length === clean.size ? 0 : 1);
+    stopped(unclean ? 1 : 0);
   }
   return {
     port,
@@ -153,6 +156,7 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
     close: (signal = 'SIGTERM') => (closing ??= shutdown(signal)),
     kill() {
       stopping = true;
+      for (const s of slots) clearTimeout(s.restart);
       for (const s of slots) s.worker?.process.kill('SIGKILL');
     },
     stopped: stoppedPromise,
