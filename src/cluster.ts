@@ -172,6 +172,11 @@ export function joinPrimary(listening: { port: number; url: string; address: str
   AggregatorRegistry.setRegistries([registry]);
   // Constructed for its side effect: in a worker, it answers the primary's requests for metrics.
   new AggregatorRegistry();
+  // node:cluster's own handler exits a worker at once when its channel closes unexpectedly
+  // (lib/internal/cluster/child.js: unless `exitedAfterDisconnect`), which would skip the shutdown
+  // order: clients would get no `disconnect` and a capture in flight no answer. Marked as an
+  // expected disconnect, the worker runs its own shutdown instead.
+  if (cluster.worker) cluster.worker.exitedAfterDisconnect = true;
   process.on('disconnect', onOrphaned);
   send({ type: 'hooky:listening', ...listening });
 }

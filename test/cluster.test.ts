@@ -1,3 +1,4 @@
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -65,6 +66,14 @@ const sample = (text: string, name: string) => {
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   return line ? Number(line.slice(name.length + 1)) : NaN;
 };
+
+function runs(pid: number): boolean {
+  try {
+    return process.kill(pid, 0);
+  } catch {
+    return false; // ESRCH: it has stopped
+  }
+}
 
 const stopped = async (r: Running) => {
   if (r.child.exitCode === null) r.child.kill('SIGTERM');
@@ -254,7 +263,44 @@ restart('an SDK client on a worker killed with SIGKILL reconnects and resumes: e
   }
 });
 
+restart('a primary killed with SIGKILL leaves no worker behind: each sees its channel close and shuts down', async () => {
+  const r = await spawnMain({ DATABASE_URL: await testDatabaseUrl(), HOOKY_WORKERS: '2' }, 60_000);
+  const workers = children(r.child.pid!);
+  try {
+    r.child.kill('SIGKILL');
+    await r.exited;
+    await eventually(() => workers.every((pid) => !runs(pid)), 30_000, 'both workers gone');
+    assert.is(r.output().match(/"msg":"the primary is gone: shutting down"/g)?.length, 2);
+  } finally {
+    for (const pid of workers) if (runs(pid)) process.kill(pid, 'SIGKILL');
+  }
+});
+
 restart.run();
+
+const cli = suite('cluster: hooky serve --workers');
+
+cli('hooky serve --workers 2 serves with two workers; --workers 0 is refused with the rule, exit 1', async () => {
+  const env = { ...process.env, DATABASE_URL: await testDatabaseUrl(), PORT: '0', HOST: '127.0.0.1', HOOKY_RETENTION_MAX_REQUESTS: '0', HOOKY_RETENTION_MAX_AGE_HOURS: '0' };
+  const cliTs = new URL('../src/cli.ts', import.meta.url).pathname;
+  const child = spawn(process.execPath, ['--import', 'tsx', cliTs, 'serve', '--workers', '2'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  try {
+    await eventually(() => /hooky listening on/.test(out), 60_000, 'the listening line');
+    assert.match(out, /"workers":2,"msg":"hooky listening on http:\/\/127\.0\.0\.1:\d+"/);
+    assert.is(children(child.pid!).length, 2);
+  } finally {
+    child.kill('SIGTERM');
+    assert.is(await exited, 0);
+  }
+  const refused = spawnSync(process.execPath, ['--import', 'tsx', cliTs, 'serve', '--workers', '0'], { env, encoding: 'utf8' });
+  assert.is(refused.status, 1);
+  assert.match(refused.stderr, /HOOKY_WORKERS="0": must be at least 1/);
+});
+
+cli.run();
 
 const embedded = suite('cluster: embedded PostgreSQL');
 
