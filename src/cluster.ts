@@ -71,6 +71,11 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
   });
 
   let port = config.port;
+  /** Until every worker has listened once, a worker that exits fails the start instead of being replaced. */
+  let started = false;
+  let abortStart: (err: Error) => void = () => {};
+  const startAborted = new Promise<never>((_, reject) => (abortStart = reject));
+  startAborted.catch(() => {}); // observed by the start-up below, or never needed
   let stopping = false;
   const slots = Array.from({ length: config.workers }, () => ({ failures: 0, worker: undefined as Worker | undefined, restart: undefined as NodeJS.Timeout | undefined }));
   /** Whether a worker ended its shutdown with a status other than 0. */
@@ -96,6 +101,7 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
       worker.on('exit', (code, signal) => {
         slot.worker = undefined;
         if (!listening) reject(new Error(`worker ${worker.id} exited (${signal ?? `code ${code}`}) before it listened`));
+        if (!started) return abortStart(new Error(`worker ${worker.id} exited (${signal ?? `code ${code}`}) during start-up`));
         if (stopping) {
           if (code !== 0) unclean = true;
           log.debug('worker stopped', { worker: worker.id, pid: worker.process.pid, code, signal });
@@ -126,13 +132,15 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
 
   let first: Extract<Message, { type: 'hooky:listening' }>;
   try {
-    first = await fork(slots[0]!);
+    first = await Promise.race([fork(slots[0]!), startAborted]);
     port = first.port;
-    await Promise.all(slots.slice(1).map(fork));
+    await Promise.race([Promise.all(slots.slice(1).map(fork)), startAborted]);
+    started = true;
   } catch (err) {
     stopping = true;
-    for (const s of slots) s.worker?.process.kill('SIGKILL');
-    if (running()) await exitedAll;
+    const left = slots.flatMap((s) => (s.worker ? [s.worker] : []));
+    for (const w of left) w.process.kill('SIGKILL');
+    await Promise.all(left.map((w) => (w.isDead() ? undefined : new Promise((r) => w.once('exit', r)))));
     await embedded?.stop();
     throw err;
   }

@@ -1,6 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
@@ -9,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { createClient, type CapturedRequest } from '../src/client/index.js';
 import { testDatabaseUrl } from './support/db.js';
 import { eventually, figures } from './support/observe.js';
-import { spawnMain, type Running } from './support/process.js';
+import { runMain, spawnMain, type Running } from './support/process.js';
 import { createWebhook } from './support/server.js';
 
 /** The pids of a process's children (its workers), from /proc. */
@@ -121,6 +122,21 @@ serving('/metrics describes the whole service: captures on both workers add up, 
   } finally {
     agent.destroy();
     assert.is(await stopped(r), 0);
+  }
+});
+
+serving('a worker that cannot start fails the start-up: exit 1 with its reason, and no replacement is started', async () => {
+  const busy = createNetServer();
+  await new Promise<void>((res) => busy.listen(0, '127.0.0.1', res));
+  try {
+    const port = (busy.address() as AddressInfo).port;
+    const { code, output } = await runMain({ DATABASE_URL: await testDatabaseUrl(), HOOKY_WORKERS: '2', PORT: String(port) });
+    assert.is(code, 1);
+    assert.match(output, new RegExp(`"worker":1,[^\\n]*"msg":"start-up failed: port ${port} on 127\\.0\\.0\\.1 is already in use`));
+    assert.match(output, /"msg":"start-up failed: worker 1 exited \(code 1\) before it listened"/);
+    assert.not.match(output, /starting another/);
+  } finally {
+    busy.close();
   }
 });
 
