@@ -72,6 +72,7 @@ function combine(xs: Measured[]): Measured {
 
 export async function run(ctx: BenchContext): Promise<ScenarioResult> {
   const started = Date.now();
+  const workers = Number(process.env.HOOKY_WORKERS ?? 1);
   const server = await startHooky({ databaseUrl: ctx.databaseUrl, cpuProfDir: ctx.profileDir });
   try {
     const hook = `bench-capture-${Date.now().toString(36)}`;
@@ -114,6 +115,7 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
       'capture',
       started,
       [
+        { metric: 'workers (HOOKY_WORKERS)', hooky: String(workers), reference: String(workers), target: '', met: null },
         { metric: 'req/s', hooky: fmt.int(cap.rps), reference: fmt.int(noop.rps), target: `≥ 0.5 × reference (${fmt.ratio(ratio)})`, met: ratio >= 0.5 },
         { metric: 'latency p50', hooky: fmt.ms(cap.latency.p50), reference: fmt.ms(noop.latency.p50), target: '', met: null },
         { metric: 'latency p99', hooky: fmt.ms(cap.latency.p99), reference: fmt.ms(noop.latency.p99), target: '', met: null },
@@ -134,7 +136,7 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
           met: null,
         },
       ],
-      { body: body.length, connections, duration, warmup, hooky: cap, reference: noop, slices: { hooky: capSlices, reference: noopSlices }, rows, idsSeen: ids.length, found, lost },
+      { workers, body: body.length, connections, duration, warmup, hooky: cap, reference: noop, slices: { hooky: capSlices, reference: noopSlices }, rows, idsSeen: ids.length, found, lost },
     );
   } finally {
     await server.stop();

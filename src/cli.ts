@@ -43,6 +43,7 @@ the README lists every one). Without DATABASE_URL it starts an embedded PostgreS
 HOOKY_DATA_DIR (default ./.hooky).
 
 Options:
+  --workers N              serve with N processes on one port (HOOKY_WORKERS; default 1)
   -h, --help               show this help
 `,
   create: `Usage: hooky create [--id ID] [options]
@@ -86,8 +87,8 @@ const common = {
 const remote = { ...common, token: { type: 'string' } } satisfies ParseArgsConfig['options'];
 
 const commands = {
-  // serve reads environment variables only: an option given to it is a mistake, not ignored.
-  serve: { options: { help: common.help }, run: serve },
+  // serve reads environment variables, and --workers for HOOKY_WORKERS: any other option is a mistake, not ignored.
+  serve: { options: { help: common.help, workers: { type: 'string' } }, run: serve },
   create: { options: { ...remote, id: { type: 'string' } }, run: create },
   listen: {
     options: { ...remote, forward: { type: 'string' }, json: { type: 'boolean' }, since: { type: 'string' }, wait: { type: 'boolean' } },
@@ -103,6 +104,7 @@ interface Args {
   json?: boolean;
   since?: string;
   wait?: boolean;
+  workers?: string;
   positionals: string[];
 }
 
@@ -139,8 +141,10 @@ async function main(argv: string[]): Promise<number> {
   return command.run({ ...(parsed.values as Omit<Args, 'positionals'>), positionals: parsed.positionals });
 }
 
-async function serve({ positionals }: Args): Promise<number> {
+async function serve({ positionals, workers }: Args): Promise<number> {
   if (positionals.length > 0) throw new UsageError('serve takes no arguments; configure it with environment variables');
+  // Checked with the rest of the configuration, as HOOKY_WORKERS (config.ts).
+  if (workers !== undefined) process.env.HOOKY_WORKERS = workers;
   // main.ts starts the server and owns the process from here: its signal handlers end it.
   await import('./main.js');
   return new Promise<number>(() => undefined);

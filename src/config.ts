@@ -97,6 +97,7 @@ const settings = {
     publicUrl: env('HOOKY_PUBLIC_URL', publicUrl), // base of a webhook's `url`; default http://localhost:<port>
     logLevel: env('HOOKY_LOG_LEVEL', v.optional(v.picklist(['debug', 'info', 'warn', 'error', 'silent']), 'info')),
     shutdownTimeoutMs: env('HOOKY_SHUTDOWN_TIMEOUT_MS', int(10_000, 0, 600_000)), // longest wait for in-flight work on SIGTERM
+    workers: env('HOOKY_WORKERS', int(1, 1, 1024)), // processes serving one port (a primary starts them); 1 = one process, no primary
     sharePort: env('HOOKY_SHARE_PORT', bool(false)), // internal: set by hooky only for worker processes it starts itself, which share one port (SO_REUSEPORT)
   },
   db: {

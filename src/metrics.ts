@@ -99,10 +99,10 @@ export function createMetrics() {
     rateLimitCloses: counter('hooky_websocket_rate_limit_closes_total', 'Connections closed (1008) for going on past the message rate limit'),
     wsErrors: labelledCounter('hooky_websocket_errors_total', 'error events sent to clients, by code', 'code'),
     rejectedUpgrades: labelledCounter('hooky_websocket_rejected_upgrades_total', 'WebSocket upgrades refused, by HTTP status', 'status'),
-    retentionDeleted: labelledCounter('hooky_retention_deleted_total', 'Captured requests deleted by retention, by rule', 'rule'),
-    // The open files themselves are prom-client's process_open_fds and process_max_fds.
     relayFilled: counter('hooky_relay_filled_total', 'Committed requests read back from Postgres for rooms served here (another instance committed them, or a gap was filled)'),
     busResumes: counter('hooky_bus_resumes_total', 'Times the bus between instances was cut off and came back'),
+    retentionDeleted: labelledCounter('hooky_retention_deleted_total', 'Captured requests deleted by retention, by rule', 'rule'),
+    // The open files themselves are prom-client's process_open_fds and process_max_fds.
     acceptPauses: counter('hooky_accept_pauses_total', 'Times new connections stopped being accepted because open files neared the limit'),
     eventLoopDelay: histogram('hooky_event_loop_delay_seconds', 'How late a 10 ms timer fires on the event loop', [
       0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
@@ -114,6 +114,8 @@ export function createMetrics() {
     /** The Prometheus text of every metric (prom-client collects asynchronously). */
     render: (): Promise<string> => registry.metrics(),
     contentType: registry.contentType,
+    /** For a worker's share of the service's metrics (cluster.ts). */
+    registry,
     /** Stops the event-loop timer. Safe to call twice. */
     close: stopTimer,
   };

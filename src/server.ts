@@ -1,8 +1,10 @@
+import cluster from 'node:cluster';
 import { registerApi } from './api.js';
 import { createAuth } from './auth.js';
 import { createBudget } from './budget.js';
 import { createNotifyBus, type BusHandlers } from './bus.js';
 import { registerCapture } from './capture.js';
+import { serviceMetrics } from './cluster.js';
 import type { Config } from './config.js';
 import { openDatabase } from './db/connect.js';
 import { migrate } from './db/migrate.js';
@@ -46,14 +48,16 @@ export interface Server {
 export async function createServer(config: Config, log: Logger): Promise<Server> {
   const db = await openDatabase(config.db, log);
   try {
-    await migrate(db.sql, log);
+    // A worker of HOOKY_WORKERS: the primary ran the migrations once before starting it.
+    if (!cluster.isWorker) await migrate(db.sql, log);
   } catch (err) {
     await db.close();
     throw err;
   }
   const store = createStore(db.sql);
   const webhooks = createWebhookCache(store);
-  const metrics = createMetrics();
+  // A worker's /metrics describes the whole service: the primary sums every worker's (cluster.ts).
+  const metrics = cluster.isWorker ? { ...createMetrics(), render: serviceMetrics } : createMetrics();
   let draining = false;
   const isDraining = () => draining;
 
