@@ -15,7 +15,7 @@ import { migrate } from '../src/db/migrate.js';
 import { newRequestId } from '../src/ids.js';
 import { createLogger } from '../src/log.js';
 import { buildPayload } from '../src/payload.js';
-import { createStore, type PendingRow } from '../src/store.js';
+import { createStore, type CapturedRow } from '../src/store.js';
 import { jsonBody } from './support/http.js';
 import { cpuOfCluster, root } from './support/proc.js';
 import { progress, progressDone } from './support/progress.js';
@@ -28,14 +28,14 @@ const webhookId = 'bench-statements';
 interface Design {
   /** Creates the design's tables in the (empty) schema the connection's search_path names. */
   create(sql: Sql): Promise<unknown>;
-  insert(sql: Sql, rows: readonly PendingRow[]): Promise<unknown>;
+  insert(sql: Sql, rows: readonly CapturedRow[]): Promise<unknown>;
 }
 
 const init001 = readFileSync(join(root, 'src/db/migrations/001_init.sql'), 'utf8');
 
 // The statement hooky shipped with migration 001: a foreign key checked per row, payloads parsed
 // as json.
-const jsonArrayInsert = (sql: Sql, rows: readonly PendingRow[]) => sql`
+const jsonArrayInsert = (sql: Sql, rows: readonly CapturedRow[]) => sql`
   insert into requests (id, webhook_id, payload)
   select r.id, r.webhook_id, r.payload
   from rows from (unnest(${rows.map((r) => r.id)}::uuid[]), unnest(${rows.map((r) => r.webhookId)}::text[]),
@@ -45,10 +45,10 @@ const jsonArrayInsert = (sql: Sql, rows: readonly PendingRow[]) => sql`
 
 // The statement hooky ships, whatever the table's indexes: every text-payload design is written
 // through store.insertRequests itself.
-const shipped = (sql: Sql, rows: readonly PendingRow[]) => createStore(sql).insertRequests(rows);
+const shipped = (sql: Sql, rows: readonly CapturedRow[]) => createStore(sql).insertRequests(rows);
 
 // The statement of migration 002, before positions (003): webhooks locked once, no counter.
-const lean002Insert = (sql: Sql, rows: readonly PendingRow[]) => sql`
+const lean002Insert = (sql: Sql, rows: readonly CapturedRow[]) => sql`
   with live as materialized (
     select id from webhooks where id = any(string_to_array(${webhookId}, E'\n')) for key share
   ), stored as (
@@ -64,7 +64,7 @@ const lean002Insert = (sql: Sql, rows: readonly PendingRow[]) => sql`
   select id from live`;
 
 // What bus.ts sends after each batch, with one instance listening as a second one would.
-const notified = async (sql: Sql, rows: readonly PendingRow[]) => {
+const notified = async (sql: Sql, rows: readonly CapturedRow[]) => {
   const reached = await shipped(sql, rows);
   await sql`select pg_notify('hooky_bench', ${`c bench ${[...reached].map(([w, p]) => `${w} ${p}`).join(' ')}`})`;
 };
@@ -110,7 +110,7 @@ export const designs: Record<string, Design> = {
   },
 };
 
-function payloads(n: number): PendingRow[] {
+function payloads(n: number): CapturedRow[] {
   const body = Buffer.from(jsonBody(1024, { event: 'invoice.paid', amount: 4200 }));
   const headers = { host: '127.0.0.1:3000', 'content-type': 'application/json', 'content-length': String(body.length), 'user-agent': 'bench' };
   return Array.from({ length: n }, () => {

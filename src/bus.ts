@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Sql } from 'postgres';
 import type { Database } from './db/connect.js';
 import type { Logger } from './log.js';
-import type { PendingRow } from './store.js';
+import type { CapturedRow } from './store.js';
 
 /**
  * What one hooky instance tells the others that share its database. At most once: a message
@@ -11,7 +11,7 @@ import type { PendingRow } from './store.js';
  */
 export interface Bus {
   /** A batch committed: the position each webhook reached (undefined: not known, look it up). */
-  committed(reached: ReadonlyMap<string, number | undefined>, rows?: readonly PendingRow[]): void;
+  committed(reached: ReadonlyMap<string, number | undefined>, rows?: readonly CapturedRow[]): void;
   created(webhookId: string): void;
   deleted(webhookId: string): void;
   /** A bus that routes by room (NATS) hears a webhook only between these: its room has members here. */
@@ -24,7 +24,7 @@ export interface Bus {
 /** What the other instances said. Messages from this instance never come back. */
 export interface BusHandlers {
   /** `rows`: the batch's rows of that webhook, when the bus carried them (NATS, small bodies). */
-  committed(webhookId: string, position: number | undefined, rows?: readonly PendingRow[]): void;
+  committed(webhookId: string, position: number | undefined, rows?: readonly CapturedRow[]): void;
   created(webhookId: string): void;
   deleted(webhookId: string): void;
   /** The bus was cut off and is back: anything may have been missed meanwhile. */

@@ -3,7 +3,7 @@ import { connect, type Msg, type NatsConnection, type Subscription } from '@nats
 import type { Bus, BusHandlers } from './bus.js';
 import type { Logger } from './log.js';
 import { requestIdPattern, webhookIdPattern } from './protocol.js';
-import type { PendingRow } from './store.js';
+import type { CapturedRow } from './store.js';
 
 export interface NatsBusOptions {
   servers: readonly string[];
@@ -82,8 +82,8 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
   }
 
   /** The rows a message carries; undefined, so read from Postgres, when it is not well formed. */
-  function rowsOf(webhookId: string, head: string[], text: string, start: number): PendingRow[] | undefined {
-    const rows: PendingRow[] = [];
+  function rowsOf(webhookId: string, head: string[], text: string, start: number): CapturedRow[] | undefined {
+    const rows: CapturedRow[] = [];
     let at = start;
     for (let i = 1; i + 1 < head.length; i += 2) {
       const id = head[i]!;
@@ -143,7 +143,7 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
   }
 
   /** One webhook's rows of a batch as one message, or its position alone (by reference). */
-  function message(position: number | undefined, rows: readonly PendingRow[] | undefined): string | Uint8Array {
+  function message(position: number | undefined, rows: readonly CapturedRow[] | undefined): string | Uint8Array {
     if (position === undefined) return '?';
     if (rows === undefined || rows.some(tooLarge)) return String(position);
     let head = String(position);
@@ -161,7 +161,7 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
   return {
     committed(reached, rows) {
       if (closed || !up) return;
-      const byWebhook = new Map<string, PendingRow[]>();
+      const byWebhook = new Map<string, CapturedRow[]>();
       for (const row of rows ?? []) {
         const list = byWebhook.get(row.webhookId);
         if (list === undefined) byWebhook.set(row.webhookId, [row]);
@@ -189,7 +189,7 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
 }
 
 /** Over `inlineMaxBytes` of UTF-8; a string's byte length is between its length and three times it. */
-const tooLarge = (row: PendingRow) => row.json.length > inlineMaxBytes || (row.json.length * 3 > inlineMaxBytes && Buffer.byteLength(row.json) > inlineMaxBytes);
+const tooLarge = (row: CapturedRow) => row.json.length > inlineMaxBytes || (row.json.length * 3 > inlineMaxBytes && Buffer.byteLength(row.json) > inlineMaxBytes);
 
 /**
  * The client takes credentials as options, not in the URL: `nats://user:pass@host` gives a user

@@ -1,7 +1,7 @@
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { requestIdFloor } from './protocol.js';
-import type { Cursor, PendingRow, Positions, Store } from './store.js';
+import type { Cursor, CapturedRow, Positions, Store } from './store.js';
 
 export interface RelayOptions {
   /** Rows read from Postgres per query while filling a gap. */
@@ -17,7 +17,7 @@ interface Deps {
   log: Logger;
   metrics: Metrics;
   /** Sends committed rows to their rooms' local members (realtime.publish). */
-  publish(rows: readonly PendingRow[]): void;
+  publish(rows: readonly CapturedRow[]): void;
   /** A webhook found gone by the periodic check (its deletion notice was lost). */
   deleted(webhookId: string): void;
 }
@@ -33,7 +33,7 @@ interface Room {
   readonly loaded: Promise<void>;
   isLoaded: boolean;
   /** This instance's own committed batches that wait for an earlier one: position → rows. */
-  readonly held: Map<number, PendingRow[]>;
+  readonly held: Map<number, CapturedRow[]>;
   /** Postgres may hold rows after `at` that were not published: read them. */
   stale: boolean;
   filling: boolean;
@@ -70,7 +70,7 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
   // would otherwise log one line each.
   let fillFailing = false;
 
-  function publishBatch(room: Room, position: number, rows: readonly PendingRow[]) {
+  function publishBatch(room: Room, position: number, rows: readonly CapturedRow[]) {
     deps.publish(rows);
     room.at = { position, id: rows[rows.length - 1]!.id };
     room.whole = true;
@@ -203,10 +203,10 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
     },
 
     /** This instance committed these rows; `positions` as the INSERT answered (empty: unknown). */
-    committed(rows: readonly PendingRow[], positions: Positions): void {
+    committed(rows: readonly CapturedRow[], positions: Positions): void {
       if (rooms.size === 0) return;
       // Most batches hold one webhook, or only webhooks without members here.
-      let byRoom: Map<Room, PendingRow[]> | undefined;
+      let byRoom: Map<Room, CapturedRow[]> | undefined;
       for (const row of rows) {
         const room = rooms.get(row.webhookId);
         if (room === undefined) continue;

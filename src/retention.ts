@@ -2,7 +2,7 @@ import type { Sql } from 'postgres';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { requestIdFloor } from './protocol.js';
-import type { PendingRow } from './store.js';
+import type { CapturedRow } from './store.js';
 
 export interface RetentionOptions {
   /** Newest requests kept per webhook; 0 = no limit. */
@@ -175,7 +175,7 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
     },
 
     /** Notes the webhooks of committed rows, for the count and byte limits of the next pass. */
-    written(rows: readonly PendingRow[]): void {
+    written(rows: readonly CapturedRow[]): void {
       if (!perWebhook) return;
       for (const row of rows) touched.add(row.webhookId);
       if (touched.size > maxTouched) {

@@ -9,7 +9,7 @@ import type { Metrics } from './metrics.js';
 import { newRequestFrame, roomOf } from './protocol.js';
 import type { Relay } from './relay.js';
 import type { Sender, Socket } from './session.js';
-import type { PendingRow } from './store.js';
+import type { CapturedRow } from './store.js';
 import type { TemplatedApp } from './uws.js';
 
 export interface RoomsOptions {
@@ -36,7 +36,7 @@ export interface Rooms {
   /** The socket closed: it is dropped from every room (uWS has unsubscribed it already). */
   dropped(ws: Socket): void;
   /** Sends each committed request to its room; the JSON was serialised once, at capture. */
-  publish(rows: readonly PendingRow[]): void;
+  publish(rows: readonly CapturedRow[]): void;
   /** Tells a deleted webhook's room, then empties it. */
   webhookDeleted(webhookId: string): void;
 }

@@ -9,8 +9,8 @@ export interface Webhook {
   response: WebhookResponse | null;
 }
 
-/** A request waiting for the writer: its id, its webhook and the payload JSON that is stored. */
-export interface PendingRow {
+/** A captured request as it is stored and passed on (writer → store → relay → rooms): its id, its webhook and its payload JSON. */
+export interface CapturedRow {
   id: string;
   webhookId: string;
   json: string;
@@ -40,7 +40,7 @@ const toWebhook = (r: WebhookRow): Webhook => ({ id: r.id, createdAt: r.created_
 // Both last until the commit, so a webhook's positions are given in commit order, and a batch
 // of the same webhook waits only for this one's commit, not for its rows. The answer is the
 // position each stored webhook reached; a webhook not in it was deleted.
-const insert = (sql: Sql, rows: readonly PendingRow[], webhookIds: readonly string[]) => sql<{ id: string; position: string }[]>`
+const insert = (sql: Sql, rows: readonly CapturedRow[], webhookIds: readonly string[]) => sql<{ id: string; position: string }[]>`
   with live as materialized (
     select id from webhooks where id = any(string_to_array(${webhookIds.join('\n')}, E'\n')) for key share
   ), key as materialized (
@@ -179,7 +179,7 @@ export function createStore(sql: Sql) {
      * whose webhook was deleted meanwhile is skipped rather than failing the batch for everyone
      * else: its webhook is missing from the answer.
      */
-    async insertRequests(rows: readonly PendingRow[]): Promise<Positions> {
+    async insertRequests(rows: readonly CapturedRow[]): Promise<Positions> {
       const webhookIds = [...new Set(rows.map((r) => r.webhookId))];
       const reached = await insert(sql, rows, webhookIds);
       return new Map(reached.map((w) => [w.id, Number(w.position)]));

@@ -2,7 +2,7 @@ import { mayHaveCommitted } from './db/failure.js';
 import { HttpError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import type { PendingRow, Positions, Store } from './store.js';
+import type { CapturedRow, Positions, Store } from './store.js';
 
 export interface WriterOptions {
   maxRows: number;
@@ -21,7 +21,7 @@ export interface WriterOptions {
 export type WriteResult = 'stored' | 'gone' | 'dropped';
 
 interface Waiting {
-  row: PendingRow;
+  row: CapturedRow;
   /** True once nobody can be told the outcome (the sender's connection closed). */
   abandoned: (() => boolean) | undefined;
   resolve: (r: WriteResult) => void;
@@ -55,7 +55,7 @@ interface Deps {
   metrics: Metrics;
   log: Logger;
   /** Called once per committed batch, in commit order, with the positions it reached. */
-  onCommitted: (rows: PendingRow[], positions: Positions) => void;
+  onCommitted: (rows: CapturedRow[], positions: Positions) => void;
 }
 
 export function createWriter(store: Store, opts: WriterOptions, { metrics, log, onCommitted }: Deps) {
@@ -96,7 +96,7 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
     const rows = batch.map((w) => w.row);
     metrics.batchSize.observe(rows.length);
     // What each row gets: its verdict, or undefined for a 503.
-    let verdict: (row: PendingRow) => WriteResult | undefined;
+    let verdict: (row: CapturedRow) => WriteResult | undefined;
     let positions: Positions = new Map();
     try {
       const reached = await store.insertRequests(rows);
@@ -112,7 +112,7 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
       // Settled: a row that is not there was not stored.
       verdict = (row) => (stored?.has(row.id) ? 'stored' : undefined);
     }
-    const committed: PendingRow[] = [];
+    const committed: CapturedRow[] = [];
     let unavailable: HttpError | undefined;
     for (const w of batch) {
       const v = verdict(w.row);
@@ -136,7 +136,7 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
   }
 
   /** Asks until Postgres answers which rows of a batch were committed, or the time is up. */
-  async function settle(rows: PendingRow[], err: unknown): Promise<Set<string> | undefined> {
+  async function settle(rows: CapturedRow[], err: unknown): Promise<Set<string> | undefined> {
     log.warn('connection lost during a batch insert; finding out whether it committed', { rows: rows.length, err });
     settling = true;
     const deadline = Date.now() + opts.settleTimeoutMs;
@@ -171,7 +171,7 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
      * Resolves once the row is committed; rejects with a 503 HttpError when it cannot be.
      * `abandoned` says whether the row's sender went away: such a row is dropped, not stored.
      */
-    write(row: PendingRow, abandoned?: () => boolean): Promise<WriteResult> {
+    write(row: CapturedRow, abandoned?: () => boolean): Promise<WriteResult> {
       if (closed) return Promise.reject(new HttpError('draining'));
       if (settling) return Promise.reject(new HttpError('storage_unavailable'));
       if (queuedBytes + row.json.length > opts.queueMaxBytes) {

@@ -3,11 +3,11 @@ import * as assert from 'uvu/assert';
 import { createLogger } from '../src/log.js';
 import { createMetrics } from '../src/metrics.js';
 import { createRelay } from '../src/relay.js';
-import type { Cursor, PendingRow, Store, StoredRow } from '../src/store.js';
+import type { Cursor, CapturedRow, Store, StoredRow } from '../src/store.js';
 
 /** A store holding one webhook's committed batches in memory; counts the reads. */
 function fakeStore() {
-  const batches: { position: number; rows: PendingRow[] }[] = [];
+  const batches: { position: number; rows: CapturedRow[] }[] = [];
   const reads: Cursor[] = [];
   const store = {
     async latest() {

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { createMetrics } from '../src/metrics.js';
 import { createRooms } from '../src/rooms.js';
 import { newSession, type Socket } from '../src/session.js';
-import type { PendingRow } from '../src/store.js';
+import type { CapturedRow } from '../src/store.js';
 
 /** A socket as rooms.ts sees it: its topics, its send buffer, the frames sent to it directly. */
 function fakeSocket(buffered = 0) {
@@ -51,7 +51,7 @@ function fixture(maxBuffer = 1024) {
   return { rooms, metrics, published, watched, unwatched, errors, failWatch: () => (watchFails = true) };
 }
 
-const row = (webhookId: string, id: string, json = `{"id":"${id}"}`): PendingRow => ({ id, webhookId, json });
+const row = (webhookId: string, id: string, json = `{"id":"${id}"}`): CapturedRow => ({ id, webhookId, json });
 const nextTurn = () => new Promise((r) => setImmediate(r));
 
 const membership = suite('rooms: membership');

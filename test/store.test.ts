@@ -4,7 +4,7 @@ import { migrate } from '../src/db/migrate.js';
 import { newRequestId } from '../src/ids.js';
 import { createLogger } from '../src/log.js';
 import { requestIdFloor } from '../src/protocol.js';
-import { createStore, type PendingRow } from '../src/store.js';
+import { createStore, type CapturedRow } from '../src/store.js';
 import { testDatabaseUrl } from './support/db.js';
 import { uniqueId } from './support/server.js';
 import { withCleanup } from './support/suite.js';
@@ -12,7 +12,7 @@ import { withCleanup } from './support/suite.js';
 const test = withCleanup('store: the group-commit INSERT and webhook deletion');
 
 // A body with every character that could cut the newline-joined lists if it reached them raw.
-const rowFor = (webhookId: string): PendingRow => {
+const rowFor = (webhookId: string): CapturedRow => {
   const id = newRequestId();
   return { id, webhookId, json: JSON.stringify({ id, webhookId, body: 'line one\nline two\r\n\t"quoted" \\n \u2028 \u0000' }) };
 };
@@ -116,7 +116,7 @@ test('requestsAfter cuts a page by payload bytes (one row at least) and says mor
   const { store } = await open(ctx);
   const id = uniqueId('bytes');
   await store.createWebhook(id, null);
-  const big = (n: number): PendingRow => {
+  const big = (n: number): CapturedRow => {
     const rid = newRequestId();
     return { id: rid, webhookId: id, json: JSON.stringify({ id: rid, pad: 'x'.repeat(n) }) };
   };

@@ -3,12 +3,12 @@ import * as assert from 'uvu/assert';
 import { HttpError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
 import { createMetrics } from '../src/metrics.js';
-import type { PendingRow, Store } from '../src/store.js';
+import type { CapturedRow, Store } from '../src/store.js';
 import { createWriter } from '../src/writer.js';
 
 /** A store whose inserts are recorded and released by hand, to see exactly how rows are batched. */
 function fakeStore() {
-  const batches: PendingRow[][] = [];
+  const batches: CapturedRow[][] = [];
   // `skip`: webhooks deleted before the batch committed.
   const gates: { release: (fail?: Error, skip?: Set<string>) => void }[] = [];
   /** What `storedIds` answers after a broken connection: the committed ids, or an error. */
@@ -19,7 +19,7 @@ function fakeStore() {
       const known = afterwards.answer;
       return new Set(ids.filter((id) => known.has(id)));
     },
-    insertRequests(rows: readonly PendingRow[]) {
+    insertRequests(rows: readonly CapturedRow[]) {
       batches.push([...rows]);
       return new Promise((resolve, reject) => {
         gates.push({
@@ -35,7 +35,7 @@ function fakeStore() {
   return { store, batches, gates, afterwards };
 }
 
-const row = (n: number, size = 10): PendingRow => ({ id: `id-${String(n).padStart(5, '0')}`, webhookId: 'w', json: 'x'.repeat(size) });
+const row = (n: number, size = 10): CapturedRow => ({ id: `id-${String(n).padStart(5, '0')}`, webhookId: 'w', json: 'x'.repeat(size) });
 const tick = () => new Promise((r) => setImmediate(r));
 const opts = { maxRows: 100, maxBytes: 1_000_000, queueMaxBytes: 10_000_000, settleTimeoutMs: 200, settleIntervalMs: 5 };
 const log = createLogger('silent');

@@ -32,7 +32,7 @@ const running = new Set<string>();
  *
  * hooky spawns the binaries itself instead of through the package's class: importing the class
  * installs SIGINT/SIGTERM/exit hooks that stop every cluster at once (they would stop Postgres
- * while the batch writer is still flushing: main.ts owns the shutdown order and stops the
+ * while the batch writer is still flushing: server.ts owns the shutdown order and stops the
  * cluster last), and its root support cannot reach binaries the `postgres` user cannot enter.
  * PostgreSQL runs in a process group of its own, so a Ctrl-C in the terminal reaches hooky only.
  *
@@ -110,7 +110,7 @@ export async function startEmbedded(dataDir: string, log: Logger, options: { por
   running.add(dir);
   exited.then(() => running.delete(dir));
 
-  // A safety net only: main.ts stops the cluster as the last step of its shutdown.
+  // A safety net only: server.ts (or cluster.ts for workers) stops the cluster as the last step of its shutdown.
   const onExit = () => child.kill('SIGINT');
   process.on('exit', onExit);
   let stopping: Promise<void> | undefined;

@@ -2,10 +2,10 @@
  * The REST API as the page calls it: same origin, the API token (asked for once, kept for the
  * tab in sessionStorage) as a Bearer header. A 401 asks for the token and tries again.
  */
+import { tokenPattern } from '../protocol.js';
 import { h } from './dom.js';
 
 const tokenKey = 'hooky.token';
-const tokenPattern = /^[A-Za-z0-9._~+-]+$/;
 
 export function token(): string | undefined {
   return sessionStorage.getItem(tokenKey) ?? undefined;
