@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createWebhook, startServer, uniqueId, type TestServer } from './support/server.js';
+import { createWebhook, startServer, uniqueId, withServer, type TestServer } from './support/server.js';
 import { eventually, metric } from './support/observe.js';
 import { joined, openClient, type TestClient } from './support/ws.js';
 import { hardPayloadCeiling } from '../src/realtime.js';
@@ -8,26 +8,6 @@ import { hardPayloadCeiling } from '../src/realtime.js';
 const capture = (base: string, id: string, init: RequestInit & { path?: string } = {}) =>
   fetch(`${base}/h/${id}${init.path ?? ''}`, { method: 'POST', body: 'x', ...init });
 
-interface Ctx {
-  s: TestServer;
-  clients: TestClient[];
-}
-
-function withServer(name: string, env: Record<string, string> = {}) {
-  const test = suite<Ctx>(name, { clients: [] } as unknown as Ctx);
-  test.before(async (ctx) => {
-    ctx.s = await startServer(env);
-    ctx.clients = [];
-  });
-  test.after.each(async (ctx) => {
-    await Promise.all(ctx.clients.map((c) => c.close()));
-    ctx.clients = [];
-  });
-  test.after(async (ctx) => {
-    await ctx.s.close();
-  });
-  return test;
-}
 
 // --- Requirement: Establish WebSocket connection (its refusals: upgrade.test.ts) ------------
 

@@ -6,7 +6,7 @@ import { createMetrics } from '../src/metrics.js';
 import { createUpgrade } from '../src/upgrade.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from '../src/uws.js';
 import { eventually, metric } from './support/observe.js';
-import { startServer, type TestServer } from './support/server.js';
+import { startServer, withServer, type TestServer } from './support/server.js';
 import { openClient, type TestClient } from './support/ws.js';
 
 // --- The order of the checks, over a fake request and response ------------------------------
@@ -112,26 +112,6 @@ async function refused(opening: Promise<TestClient>): Promise<{ status: number; 
   throw new Error('upgrade accepted');
 }
 
-interface Ctx {
-  s: TestServer;
-  clients: TestClient[];
-}
-
-function withServer(name: string, env: Record<string, string> = {}) {
-  const test = suite<Ctx>(name, { clients: [] } as unknown as Ctx);
-  test.before(async (ctx) => {
-    ctx.s = await startServer(env);
-    ctx.clients = [];
-  });
-  test.after.each(async (ctx) => {
-    await Promise.all(ctx.clients.map((c) => c.close()));
-    ctx.clients = [];
-  });
-  test.after(async (ctx) => {
-    await ctx.s.close();
-  });
-  return test;
-}
 
 const wire = withServer('upgrade: refusals over the wire', { HOOKY_MAX_CONNECTIONS: '3' });
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { suite } from 'uvu';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { createServer, type Server } from '../../src/server.js';
@@ -36,4 +37,27 @@ export async function createWebhook(base: string, body: Record<string, unknown> 
   const res = await fetch(`${base}/api/webhooks`, { method: 'POST', body: JSON.stringify({ id: uniqueId(), ...body }) });
   if (res.status !== 201) throw new Error(`create webhook: ${res.status} ${await res.text()}`);
   return (await res.json()) as { id: string; url: string };
+}
+
+interface WithServer {
+  s: TestServer;
+  /** WebSocket clients a test opened: closed after each test. */
+  clients: { close(): Promise<unknown> }[];
+}
+
+/** A suite with one server for all its tests (extra env as for startServer), closing each test's clients after it. */
+export function withServer(name: string, env: Record<string, string> = {}) {
+  const test = suite<WithServer>(name, { clients: [] } as unknown as WithServer);
+  test.before(async (ctx) => {
+    ctx.s = await startServer(env);
+    ctx.clients = [];
+  });
+  test.after.each(async (ctx) => {
+    await Promise.all(ctx.clients.map((c) => c.close()));
+    ctx.clients = [];
+  });
+  test.after(async (ctx) => {
+    await ctx.s.close();
+  });
+  return test;
 }
