@@ -8,6 +8,8 @@ export interface WriterOptions {
   maxRows: number;
   maxBytes: number;
   queueMaxBytes: number;
+  /** Batches sent at once, each on its own pool connection. */
+  flushes: number;
   /** How long to keep asking whether a batch whose connection broke was committed, ms. */
   settleTimeoutMs: number;
   /** Pause between those questions, ms. */
@@ -29,13 +31,15 @@ interface Waiting {
 }
 
 /**
- * Group commit: every capture waiting when a flush starts goes into one INSERT, and the next
- * flush starts as soon as the previous one returns. Under load batches grow by themselves; when
- * idle a lone request is written at once.
+ * Group commit: every capture waiting when a flush starts goes into one INSERT. Up to
+ * `opts.flushes` batches are out at once, each on its own pool connection; a flush starts as
+ * soon as rows wait and one of them is free. Under load batches grow by themselves; when idle a
+ * lone request is written at once.
  *
- * One flush at a time: ids are assigned in arrival order, so this process commits in id order.
- * Resume no longer depends on it (each batch gets a commit-ordered position per webhook, see
- * store.ts), so several flushes in flight are possible; that change is still to be made.
+ * Batches out at once may commit in any order, and their answers come back in any order: resume
+ * does not depend on it (each batch gets a commit-ordered position per webhook, see store.ts),
+ * and the relay publishes each room in position order, holding a batch whose predecessor has
+ * not been reported yet.
  *
  * `onCommitted` runs after each commit, with the rows stored, in id order, and the position each
  * of their webhooks reached (empty for a settled batch: those are not known).
@@ -43,8 +47,10 @@ interface Waiting {
  * A 503 must mean "not stored". When the connection breaks after the INSERT was sent, the batch
  * may have committed (the backend finishes a statement it has received, and a COMMIT whose answer
  * is lost is still a commit). Such a batch is *settled*: once Postgres answers again, the ids it
- * holds are stored ones (2xx) and the others were not (503). While a batch is being settled the
- * writer takes no new rows (503 at once: storage is unavailable), so commit order stays id order.
+ * holds are stored ones (2xx) and the others were not (503). The answer concerns that batch's ids
+ * alone, so other batches out meanwhile change nothing: each finishes, or is settled, on its own.
+ * While any batch is being settled the writer takes no new rows (503 at once: storage is
+ * unavailable) and sends no new batch; the rows already waiting go once every settle is over.
  * Only a batch still unsettled when settleTimeoutMs runs out gets a 503 that may hide a row.
  *
  * A row is stored only if it can still be answered: one whose sender went away while it waited
@@ -61,11 +67,14 @@ interface Deps {
 export function createWriter(store: Store, opts: WriterOptions, { metrics, log, onCommitted }: Deps) {
   let queue: Waiting[] = [];
   let queuedBytes = 0;
-  let flushing = false;
+  // Batches sent and not yet answered (settling included), and whether a flush is about to start.
+  let out = 0;
+  let scheduled = false;
   let closed = false;
   let idle: (() => void) | undefined;
   let healthy = true;
-  let settling = false;
+  // Batches being settled: several may be, when one outage cut off every connection.
+  let settling = 0;
 
   function take(): Waiting[] {
     let n = 0;
@@ -91,15 +100,22 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
   }
 
   async function flush(): Promise<void> {
+    scheduled = false;
+    if (settling > 0) return;
     const batch = take();
     if (batch.length === 0) return flushed();
+    out++;
+    // More rows than one batch takes, and a connection free: the next batch goes now too.
+    if (queue.length > 0) schedule();
     const rows = batch.map((w) => w.row);
     metrics.batchSize.observe(rows.length);
+    const sent = performance.now();
     // What each row gets: its verdict, or undefined for a 503.
     let verdict: (row: PendingRow) => WriteResult | undefined;
     let positions: Positions = new Map();
     try {
       const reached = await store.insertRequests(rows);
+      metrics.batchSeconds.observe((performance.now() - sent) / 1000);
       healthy = true;
       positions = reached;
       // A row the INSERT skipped had lost its webhook meanwhile.
@@ -126,19 +142,19 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
     } catch (err) {
       log.error('publishing committed requests failed', { err });
     }
+    out--;
     flushed();
   }
 
   function flushed() {
-    flushing = false;
     if (queue.length > 0) schedule();
-    else idle?.();
+    else if (out === 0 && !scheduled) idle?.();
   }
 
   /** Asks until Postgres answers which rows of a batch were committed, or the time is up. */
   async function settle(rows: PendingRow[], err: unknown): Promise<Set<string> | undefined> {
     log.warn('connection lost during a batch insert; finding out whether it committed', { rows: rows.length, err });
-    settling = true;
+    settling++;
     const deadline = Date.now() + opts.settleTimeoutMs;
     try {
       for (;;) {
@@ -156,12 +172,14 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
         }
       }
     } finally {
-      settling = false;
+      settling--;
     }
   }
 
+  /** Starts a flush on the next turn, unless one is about to start or every connection is busy. */
   function schedule() {
-    flushing = true;
+    if (scheduled || out >= opts.flushes || settling > 0) return;
+    scheduled = true;
     // setImmediate, not a microtask: every request uWS hands us in this I/O turn joins the batch.
     setImmediate(flush);
   }
@@ -173,7 +191,7 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
      */
     write(row: PendingRow, abandoned?: () => boolean): Promise<WriteResult> {
       if (closed) return Promise.reject(new HttpError('draining'));
-      if (settling) return Promise.reject(new HttpError('storage_unavailable'));
+      if (settling > 0) return Promise.reject(new HttpError('storage_unavailable'));
       if (queuedBytes + row.json.length > opts.queueMaxBytes) {
         return Promise.reject(new HttpError('overloaded'));
       }
@@ -181,7 +199,7 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
         queue.push({ row, abandoned, resolve, reject });
         queuedBytes += row.json.length;
         metrics.queued.inc();
-        if (!flushing) schedule();
+        schedule();
       });
     },
 
@@ -197,7 +215,7 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
     /** Refuses new rows and resolves once every accepted row is committed or answered. */
     close(): Promise<void> {
       closed = true;
-      if (!flushing && queue.length === 0) return Promise.resolve();
+      if (out === 0 && !scheduled && queue.length === 0) return Promise.resolve();
       return new Promise((resolve) => {
         const prev = idle;
         idle = () => {

@@ -37,7 +37,7 @@ function fakeStore() {
 
 const row = (n: number, size = 10): PendingRow => ({ id: `id-${String(n).padStart(5, '0')}`, webhookId: 'w', json: 'x'.repeat(size) });
 const tick = () => new Promise((r) => setImmediate(r));
-const opts = { maxRows: 100, maxBytes: 1_000_000, queueMaxBytes: 10_000_000, settleTimeoutMs: 200, settleIntervalMs: 5 };
+const opts = { maxRows: 100, maxBytes: 1_000_000, queueMaxBytes: 10_000_000, settleTimeoutMs: 200, settleIntervalMs: 5, flushes: 1 };
 const log = createLogger('silent');
 
 const test = suite('writer');
