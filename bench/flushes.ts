@@ -3,7 +3,10 @@
  * hooky with HOOKY_WRITER_FLUSHES = 1, 2, 3 and 4, each with one webhook and with 50 (the
  * connections spread over them), beside the no-op route of the same server. One server per N,
  * started twice: the rounds go N = 1, 2, 3, 4 then 4, 3, 2, 1, so drift and the other work on the
- * machine fall on every N alike. Each row gives the two rounds (min–max) and their mean.
+ * machine fall on every N alike. Each server measures no-op, one webhook, many, no-op: the ratio
+ * is to the mean of its own two no-op slices. Each row gives the mean of the two rounds and
+ * their range (min–max). During the captures, what hooky's busy Postgres backends wait on is
+ * sampled from pg_stat_activity every 50 ms (CPU = not waiting).
  * Per batch, from /metrics: rows (hooky_batch_rows) and the time from sending the INSERT to its
  * answer (hooky_batch_seconds). lost = 2xx answers whose request id is not in Postgres (must be 0).
  */
@@ -25,12 +28,38 @@ type Load = 'noop' | 'one' | 'many';
 
 interface Figures {
   rps: number;
+  /** req/s over the no-op req/s of the same server (its two slices around the captures). */
+  ratio: number;
   nodeUs: number;
   pgUs: number;
   rowsPerBatch: number;
   msPerBatch: number;
   load: number;
   non2xx: number;
+  /** Share of samples of hooky's active Postgres backends in each wait event ('' = on CPU). */
+  waits: Record<string, number>;
+}
+
+/** Samples what hooky's busy Postgres backends wait on, every 50 ms, until `stop` is called. */
+function sampleWaits(ctx: BenchContext) {
+  const counts = new Map<string, number>();
+  let samples = 0;
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      const rows = await ctx.sql<{ w: string }[]>`
+        select coalesce(wait_event_type || ':' || wait_event, 'CPU') as w from pg_stat_activity
+        where application_name = 'hooky' and state = 'active'`;
+      for (const r of rows) counts.set(r.w, (counts.get(r.w) ?? 0) + 1);
+      samples += rows.length;
+      await sleep(50);
+    }
+  })();
+  return async () => {
+    stopped = true;
+    await loop;
+    return Object.fromEntries([...counts].sort((a, b) => b[1] - a[1]).map(([k, n]) => [k, n / samples]));
+  };
 }
 
 /** Sum and count of a Prometheus histogram in /metrics text. */
@@ -52,20 +81,22 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
         const many = Array.from({ length: manyWebhooks }, (_, i) => `${base}-${i}`);
         await createWebhooks(server.url, [base, ...many]);
         await measure(ctx, `N=${n} warm-up`, server, [`/h/${base}`], warmup);
-        for (const load of ['noop', 'one', 'many'] as Load[]) {
+        const measured: [Load, Omit<Figures, 'ratio'>][] = [];
+        for (const load of ['noop', 'one', 'many', 'noop'] as Load[]) {
           const paths = load === 'noop' ? ['/bench/noop'] : load === 'one' ? [`/h/${base}`] : many.map((h) => `/h/${h}`);
           const idsFile = load === 'noop' ? undefined : join(ctx.tmpDir, `flushes-${round}-${n}-${load}.txt`);
           if (idsFile) idsFiles.push(idsFile);
           const before = await scrape(server.url);
+          const waits = load === 'noop' ? undefined : sampleWaits(ctx);
           const m = await measure(ctx, `round ${round + 1}/2 N=${n} ${load}`, server, paths, seconds, idsFile);
           const after = await scrape(server.url);
+          const waited = (await waits?.()) ?? {};
           const rows = [sumCount(before, 'hooky_batch_rows'), sumCount(after, 'hooky_batch_rows')];
           const time = [sumCount(before, 'hooky_batch_seconds'), sumCount(after, 'hooky_batch_seconds')];
           const batches = rows[1]!.count - rows[0]!.count;
           if (load !== 'noop') twoxx += m.twoxx;
-          const key = `${load} ${load === 'noop' ? '' : n}`;
-          runs.set(key, [
-            ...(runs.get(key) ?? []),
+          measured.push([
+            load,
             {
               rps: m.rps,
               nodeUs: (m.serverCpu * 1e6) / m.requests,
@@ -74,8 +105,14 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
               msPerBatch: ((time[1]!.sum - time[0]!.sum) * 1000) / batches,
               load: loadavg()[0]!,
               non2xx: m.non2xx + m.errors + m.timeouts,
+              waits: waited,
             },
           ]);
+        }
+        const noopRps = measured.filter(([l]) => l === 'noop').reduce((a, [, f]) => a + f.rps, 0) / 2;
+        for (const [load, f] of measured) {
+          const key = `${load} ${load === 'noop' ? '' : n}`;
+          runs.set(key, [...(runs.get(key) ?? []), { ...f, ratio: f.rps / noopRps }]);
         }
       } finally {
         await server.stop();
@@ -100,15 +137,21 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
   const us = (x: number) => x.toFixed(1);
   const noop = runs.get('noop ')!;
   const noopRps = noop.map((f) => f.rps).reduce((a, b) => a + b, 0) / noop.length;
+  /** The three commonest wait events of hooky's busy backends over both rounds. */
+  const topWaits = (fs: Figures[]) => {
+    const all = new Map<string, number>();
+    for (const f of fs) for (const [k, v] of Object.entries(f.waits)) all.set(k, (all.get(k) ?? 0) + v / fs.length);
+    return [...all].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([k, v]) => `${k} ${(v * 100).toFixed(0)} %`).join(', ');
+  };
   const rows: Row[] = [];
   for (const load of ['one', 'many'] as const) {
     for (const n of flushes) {
       const fs = runs.get(`${load} ${n}`)!;
       const rps = fs.map((f) => f.rps);
       rows.push({
-        metric: `${load === 'one' ? '1 webhook' : `${manyWebhooks} webhooks`}, N=${n}: req/s · node/pg µs per req · rows, ms per batch · load`,
-        hooky: `${span(rps, fmt.int)} · ${span(fs.map((f) => f.nodeUs), us)} / ${span(fs.map((f) => f.pgUs), us)} · ${span(fs.map((f) => f.rowsPerBatch), us)}, ${span(fs.map((f) => f.msPerBatch), (x) => x.toFixed(2))} · ${span(fs.map((f) => f.load), (x) => x.toFixed(1))}`,
-        reference: `${fmt.int(noopRps)} no-op (${fmt.ratio(rps.reduce((a, b) => a + b, 0) / rps.length / noopRps)})`,
+        metric: `${load === 'one' ? '1 webhook' : `${manyWebhooks} webhooks`}, N=${n}: req/s (× no-op) · node/pg µs per req · rows, ms per batch · load`,
+        hooky: `${span(rps, fmt.int)} (${span(fs.map((f) => f.ratio), (x) => x.toFixed(2))}) · ${span(fs.map((f) => f.nodeUs), us)} / ${span(fs.map((f) => f.pgUs), us)} · ${span(fs.map((f) => f.rowsPerBatch), us)}, ${span(fs.map((f) => f.msPerBatch), (x) => x.toFixed(2))} · ${span(fs.map((f) => f.load), (x) => x.toFixed(1))}`,
+        reference: `${fmt.int(noopRps)} no-op; waits ${topWaits(fs)}`,
         target: '',
         met: null,
       });

@@ -99,4 +99,27 @@ test('after the bus comes back every room is read from its cursor', async () => 
   relay.close();
 });
 
+test('two batches committed here for one webhook and reported in reverse order are published once each, in position order', async () => {
+  const { store, commit } = fakeStore();
+  const { relay, published } = relayOver(store);
+  await relay.watch('w');
+  // Two flushes out at once: the first to commit (position 1) is the second to be answered.
+  const first = commit('p', 'q');
+  const second = commit('r');
+  relay.committed(second.rows, new Map([['w', second.position]]));
+  assert.equal(published, [], 'the batch ahead of its predecessor is held');
+  relay.committed(first.rows, new Map([['w', first.position]]));
+  await settle();
+  assert.equal(published, ['p', 'q', 'r']);
+  // And when the answer of the first comes a turn later, after the held one was read back.
+  const third = commit('s');
+  const fourth = commit('t', 'u');
+  relay.committed(fourth.rows, new Map([['w', fourth.position]]));
+  await settle();
+  relay.committed(third.rows, new Map([['w', third.position]]));
+  await settle();
+  assert.equal(published, ['p', 'q', 'r', 's', 't', 'u'], 'nothing twice, nothing out of order');
+  relay.close();
+});
+
 test.run();
