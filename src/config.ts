@@ -190,6 +190,10 @@ export function loadConfig(environment: Record<string, string | undefined> = pro
       `HOOKY_WS_RATE_BURST=${rateBurst}: must be at least half of HOOKY_MAX_ROOMS (${maxRooms}), or a client rejoining its rooms after a reconnect is closed for its rate`,
     ]);
   }
+  // Each batch out holds a pool connection until its answer; reads and NOTIFYs need one too.
+  if (grouped.writer.flushes >= grouped.db.poolSize) {
+    throw new ConfigError([`HOOKY_WRITER_FLUSHES=${grouped.writer.flushes}: must be below HOOKY_PG_POOL_SIZE (${grouped.db.poolSize}), or nothing but batches could reach PostgreSQL`]);
+  }
   for (const group of Object.values(grouped)) Object.freeze(group);
   return Object.freeze(grouped);
 }
