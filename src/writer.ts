@@ -8,7 +8,7 @@ export interface WriterOptions {
   maxRows: number;
   maxBytes: number;
   queueMaxBytes: number;
-  /** Batches sent at once, each on its own pool connection. */
+  /** Lanes: batches out at once at most, each on its own pool connection. */
   flushes: number;
   /** How long to keep asking whether a batch whose connection broke was committed, ms. */
   settleTimeoutMs: number;
@@ -31,15 +31,17 @@ interface Waiting {
 }
 
 /**
- * Group commit: every capture waiting when a flush starts goes into one INSERT. Up to
- * `opts.flushes` batches are out at once, each on its own pool connection; a flush starts as
- * soon as rows wait and one of them is free. Under load batches grow by themselves; when idle a
- * lone request is written at once.
+ * Group commit: every capture waiting when a flush starts goes into one INSERT. Under load batches
+ * grow by themselves; when idle a lone request is written at once.
  *
- * Batches out at once may commit in any order, and their answers come back in any order: resume
- * does not depend on it (each batch gets a commit-ordered position per webhook, see store.ts),
- * and the relay publishes each room in position order, holding a batch whose predecessor has
- * not been reported yet.
+ * `opts.flushes` lanes, each with its own queue and at most one batch out (on its own pool
+ * connection); a webhook always goes to the same lane (`laneOf`). So batches out at once never
+ * share a webhook: none waits for another's position lock, which is held through the commit and
+ * so through its WAL flush (store.ts), and their commits can share one WAL flush. One webhook
+ * still has one batch out at a time, and this process commits it in id order. Batches of
+ * different lanes commit, and are answered, in any order: resume does not depend on it (each
+ * batch gets a commit-ordered position per webhook), and the relay publishes each room in
+ * position order whatever order its batches are reported in.
  *
  * `onCommitted` runs after each commit, with the rows stored, in id order, and the position each
  * of their webhooks reached (empty for a settled batch: those are not known).
@@ -50,7 +52,8 @@ interface Waiting {
  * holds are stored ones (2xx) and the others were not (503). The answer concerns that batch's ids
  * alone, so other batches out meanwhile change nothing: each finishes, or is settled, on its own.
  * While any batch is being settled the writer takes no new rows (503 at once: storage is
- * unavailable) and sends no new batch; the rows already waiting go once every settle is over.
+ * unavailable) and no lane sends a new batch; the rows already waiting go once every settle is
+ * over.
  * Only a batch still unsettled when settleTimeoutMs runs out gets a 503 that may hide a row.
  *
  * A row is stored only if it can still be answered: one whose sender went away while it waited
@@ -64,19 +67,37 @@ interface Deps {
   onCommitted: (rows: PendingRow[], positions: Positions) => void;
 }
 
+/**
+ * The lane of a webhook among `lanes`: a string hash of its id. Each lane has at most one batch
+ * out, so the batches out at once never share a webhook.
+ */
+export function laneOf(webhookId: string, lanes: number): number {
+  let h = 0;
+  for (let i = 0; i < webhookId.length; i++) h = (Math.imul(h, 31) + webhookId.charCodeAt(i)) | 0;
+  return (h >>> 0) % lanes;
+}
+
+/** Rows waiting for one lane's next batch, and that lane's one flush. */
+interface Lane {
+  queue: Waiting[];
+  /** A batch of this lane is sent and not yet answered (settling included). */
+  out: boolean;
+  /** A flush of this lane is about to start. */
+  scheduled: boolean;
+}
+
 export function createWriter(store: Store, opts: WriterOptions, { metrics, log, onCommitted }: Deps) {
-  let queue: Waiting[] = [];
+  const lanes: Lane[] = Array.from({ length: opts.flushes }, () => ({ queue: [], out: false, scheduled: false }));
+  const lane = opts.flushes === 1 ? () => lanes[0]! : (webhookId: string) => lanes[laneOf(webhookId, opts.flushes)]!;
   let queuedBytes = 0;
-  // Batches sent and not yet answered (settling included), and whether a flush is about to start.
-  let out = 0;
-  let scheduled = false;
   let closed = false;
   let idle: (() => void) | undefined;
   let healthy = true;
   // Batches being settled: several may be, when one outage cut off every connection.
   let settling = 0;
 
-  function take(): Waiting[] {
+  function take(l: Lane): Waiting[] {
+    const queue = l.queue;
     let n = 0;
     let bytes = 0;
     while (n < queue.length && n < opts.maxRows) {
@@ -85,7 +106,7 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
       if (bytes >= opts.maxBytes) break;
     }
     const taken = n === queue.length ? queue : queue.slice(0, n);
-    queue = n === queue.length ? [] : queue.slice(n);
+    l.queue = n === queue.length ? [] : queue.slice(n);
     queuedBytes -= bytes;
     metrics.queued.dec(n);
     // Checked once, here: after this the batch is sent and its rows are stored whatever happens.
@@ -99,14 +120,13 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
     return batch;
   }
 
-  async function flush(): Promise<void> {
-    scheduled = false;
+  async function flush(l: Lane): Promise<void> {
+    l.scheduled = false;
+    // The settle's end starts it again.
     if (settling > 0) return;
-    const batch = take();
-    if (batch.length === 0) return flushed();
-    out++;
-    // More rows than one batch takes, and a connection free: the next batch goes now too.
-    if (queue.length > 0) schedule();
+    const batch = take(l);
+    if (batch.length === 0) return flushed(l);
+    l.out = true;
     const rows = batch.map((w) => w.row);
     metrics.batchSize.observe(rows.length);
     const sent = performance.now();
@@ -142,13 +162,13 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
     } catch (err) {
       log.error('publishing committed requests failed', { err });
     }
-    out--;
-    flushed();
+    l.out = false;
+    flushed(l);
   }
 
-  function flushed() {
-    if (queue.length > 0) schedule();
-    else if (out === 0 && !scheduled) idle?.();
+  function flushed(l: Lane) {
+    if (l.queue.length > 0) schedule(l);
+    else if (lanes.every((x) => !x.out && !x.scheduled && x.queue.length === 0)) idle?.();
   }
 
   /** Asks until Postgres answers which rows of a batch were committed, or the time is up. */
@@ -172,16 +192,17 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
         }
       }
     } finally {
-      settling--;
+      // Every lane held its rows meanwhile (this batch's lane goes on when its flush ends).
+      if (--settling === 0) for (const x of lanes) if (x.queue.length > 0) schedule(x);
     }
   }
 
-  /** Starts a flush on the next turn, unless one is about to start or every connection is busy. */
-  function schedule() {
-    if (scheduled || out >= opts.flushes || settling > 0) return;
-    scheduled = true;
+  /** Starts the lane's flush on the next turn, unless it is about to start or its batch is out. */
+  function schedule(l: Lane) {
+    if (l.scheduled || l.out || settling > 0) return;
+    l.scheduled = true;
     // setImmediate, not a microtask: every request uWS hands us in this I/O turn joins the batch.
-    setImmediate(flush);
+    setImmediate(flush, l);
   }
 
   return {
@@ -196,10 +217,11 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
         return Promise.reject(new HttpError('overloaded'));
       }
       return new Promise<WriteResult>((resolve, reject) => {
-        queue.push({ row, abandoned, resolve, reject });
+        const l = lane(row.webhookId);
+        l.queue.push({ row, abandoned, resolve, reject });
         queuedBytes += row.json.length;
         metrics.queued.inc();
-        schedule();
+        schedule(l);
       });
     },
 
@@ -209,13 +231,13 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
     },
 
     get pending() {
-      return queue.length;
+      return lanes.reduce((n, l) => n + l.queue.length, 0);
     },
 
     /** Refuses new rows and resolves once every accepted row is committed or answered. */
     close(): Promise<void> {
       closed = true;
-      if (out === 0 && !scheduled && queue.length === 0) return Promise.resolve();
+      if (lanes.every((l) => !l.out && !l.scheduled && l.queue.length === 0)) return Promise.resolve();
       return new Promise((resolve) => {
         const prev = idle;
         idle = () => {

@@ -5,7 +5,7 @@ import { HttpError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
 import { createMetrics } from '../src/metrics.js';
 import type { PendingRow, Store } from '../src/store.js';
-import { createWriter } from '../src/writer.js';
+import { createWriter, laneOf } from '../src/writer.js';
 import { testDatabaseUrl } from './support/db.js';
 import { eventually } from './support/observe.js';
 import { createWebhook, startServer, type TestServer } from './support/server.js';
@@ -224,27 +224,30 @@ test('a row whose sender went away while it waited is dropped, not stored; once 
 });
 
 const several = { ...opts, flushes: 3 };
+/** A webhook id in each of the three lanes, and a row of lane `l`. */
+const inLane = [0, 1, 2].map((l) => Array.from({ length: 100 }, (_, i) => `hook-${i}`).find((id) => laneOf(id, 3) === l)!);
+const rowIn = (l: number, n: number): PendingRow => ({ ...row(n), webhookId: inLane[l]! });
 const lost = () => Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' });
 
-test('with several flushes, batches go out while earlier ones are out, and each is answered and published when it commits', async () => {
+test('with several flushes, batches of other webhooks go out while earlier ones are out, and each is answered and published when it commits', async () => {
   const { store, batches, gates } = fakeStore();
   const published: string[][] = [];
   const w = createWriter(store, several, { metrics: createMetrics(), log, onCommitted: (rows) => published.push(rows.map((r) => r.id)) });
-  const a = w.write(row(1));
+  const a = w.write(rowIn(0, 1));
   await tick();
-  const b = [w.write(row(2)), w.write(row(3))];
+  const b = [w.write(rowIn(1, 2)), w.write(rowIn(1, 3))];
   await tick();
-  const c = w.write(row(4));
+  const c = w.write(rowIn(2, 4));
   await tick();
   assert.equal(batches.map((x) => x.map((r) => r.id)), [['id-00001'], ['id-00002', 'id-00003'], ['id-00004']], 'three batches out at once');
-  const d = w.write(row(5));
+  const d = w.write(rowIn(2, 5));
   await tick();
-  assert.is(batches.length, 3, 'no fourth batch while three are out');
+  assert.is(batches.length, 3, 'a lane has one batch out at a time');
   // They commit in the reverse order: each is answered on its own.
   gates[2]!.release();
   assert.is(await c, 'stored');
   await tick();
-  assert.equal(batches[3]!.map((r) => r.id), ['id-00005'], 'the freed connection takes the waiting row');
+  assert.equal(batches[3]!.map((r) => r.id), ['id-00005'], 'the lane takes its waiting row once its batch is answered');
   gates[1]!.release();
   assert.equal(await Promise.all(b), ['stored', 'stored']);
   gates[3]!.release();
@@ -259,14 +262,14 @@ test('a batch settled while others are out: they finish on their own, new rows g
   const { store, batches, gates, afterwards } = fakeStore();
   const published: string[] = [];
   const w = createWriter(store, several, { metrics: createMetrics(), log, onCommitted: (rows) => published.push(...rows.map((r) => r.id)) });
-  const a = w.write(row(1));
+  const a = w.write(rowIn(0, 1));
   await tick();
-  const b = w.write(row(2));
+  const b = w.write(rowIn(1, 2));
   await tick();
   assert.is(batches.length, 2);
   gates[0]!.release(lost());
   await tick();
-  // Accepted before the settle began, row 3 waits; row 4 comes during it and is refused.
+  // Row 4 comes during the settle and is refused.
   const refused = (await w.write(row(4)).catch((e: unknown) => e)) as HttpError;
   assert.is(refused.code, 'storage_unavailable');
   // The batch out meanwhile commits and is answered, settle or not.
@@ -276,7 +279,7 @@ test('a batch settled while others are out: they finish on their own, new rows g
   afterwards.answer = new Set(['id-00001']);
   assert.is(await a, 'stored');
   assert.equal(published, ['id-00002', 'id-00001']);
-  const c = w.write(row(3));
+  const c = w.write(rowIn(0, 3));
   await tick();
   assert.equal(batches[2]!.map((r) => r.id), ['id-00003'], 'the writer takes rows again');
   gates[2]!.release();
@@ -296,12 +299,12 @@ test('rows accepted before a settle wait, unsent, until every batch cut off is s
   const w = createWriter(store, { ...several, settleTimeoutMs: 5_000 }, { metrics: createMetrics(), log, onCommitted: () => {} });
   const out: Promise<unknown>[] = [];
   for (const n of [1, 2, 3]) {
-    out.push(w.write(row(n)));
+    out.push(w.write(rowIn(n - 1, n)));
     await tick();
   }
-  const waiting = w.write(row(4));
+  const waiting = w.write(rowIn(2, 4));
   await tick();
-  assert.is(batches.length, 3, 'row 4 waits: three batches are out');
+  assert.is(batches.length, 3, 'row 4 waits: its lane has a batch out');
   // Two connections are cut off: two settles at once; the third batch commits meanwhile.
   gates[0]!.release(lost());
   gates[1]!.release(lost());
@@ -322,14 +325,31 @@ test('rows accepted before a settle wait, unsent, until every batch cut off is s
   await w.close();
 });
 
-test('close waits for every batch out, whatever order they commit in', async () => {
-  const { store, gates } = fakeStore();
+test('with several flushes, one webhook still has one batch out at a time, so this process commits it in id order', async () => {
+  const { store, batches, gates } = fakeStore();
   const w = createWriter(store, several, { metrics: createMetrics(), log, onCommitted: () => {} });
   const a = w.write(row(1));
   await tick();
-  const b = w.write(row(2));
+  const b = [w.write(row(2)), w.write(row(3))];
   await tick();
-  const c = w.write(row(3));
+  assert.is(batches.length, 1);
+  gates[0]!.release();
+  assert.is(await a, 'stored');
+  await tick();
+  assert.equal(batches[1]!.map((r) => r.id), ['id-00002', 'id-00003']);
+  gates[1]!.release();
+  assert.equal(await Promise.all(b), ['stored', 'stored']);
+  await w.close();
+});
+
+test('close waits for every batch out, whatever order they commit in', async () => {
+  const { store, gates } = fakeStore();
+  const w = createWriter(store, several, { metrics: createMetrics(), log, onCommitted: () => {} });
+  const a = w.write(rowIn(0, 1));
+  await tick();
+  const b = w.write(rowIn(1, 2));
+  await tick();
+  const c = w.write(rowIn(2, 3));
   let closed = false;
   const closing = w.close().then(() => (closed = true));
   await tick();
