@@ -63,7 +63,7 @@ interface Waiting {
 interface Deps {
   metrics: Metrics;
   log: Logger;
-  /** Called once per committed batch, in commit order, with the positions it reached. */
+  /** Called once per committed batch as it is answered (one webhook's in commit order), with the positions it reached. */
   onCommitted: (rows: PendingRow[], positions: Positions) => void;
 }
 

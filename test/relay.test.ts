@@ -103,7 +103,8 @@ test('two batches committed here for one webhook and reported in reverse order a
   const { store, commit } = fakeStore();
   const { relay, published } = relayOver(store);
   await relay.watch('w');
-  // Two flushes out at once: the first to commit (position 1) is the second to be answered.
+  // The writer keeps one batch of a webhook out at a time (its lanes), but the relay does not
+  // count on it: the first to commit (position 1) is the second to be reported.
   const first = commit('p', 'q');
   const second = commit('r');
   relay.committed(second.rows, new Map([['w', second.position]]));
