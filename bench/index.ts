@@ -17,6 +17,7 @@ import type { BenchContext, ScenarioResult } from './support/report.js';
 
 const scenarios: Record<string, () => Promise<{ run: (ctx: BenchContext) => Promise<ScenarioResult> }>> = {
   capture: () => import('./capture.js'),
+  flushes: () => import('./flushes.js'),
   fanout: () => import('./fanout.js'),
   connections: () => import('./connections.js'),
   soak: () => import('./soak.js'),

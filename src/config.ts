@@ -141,6 +141,7 @@ const settings = {
     maxRows: env('HOOKY_BATCH_MAX_ROWS', int(1000, 1, 100_000)), // rows in one group-commit INSERT
     maxBytes: env('HOOKY_BATCH_MAX_BYTES', int(16 * MiB, 64 * KiB, 1024 * MiB)), // payload bytes in one INSERT
     queueMaxBytes: env('HOOKY_QUEUE_MAX_BYTES', int(256 * MiB, 1 * MiB, 16384 * MiB)), // captures waiting for the writer; past it: 503
+    flushes: env('HOOKY_WRITER_FLUSHES', int(1, 1, 32)), // batches sent at once, each on its own pool connection (keep below HOOKY_PG_POOL_SIZE)
     settleTimeoutMs: env('HOOKY_SETTLE_TIMEOUT_MS', int(5_000, 0, 600_000)), // how long to find out whether a batch cut off mid-commit was stored
   },
   retention: {
@@ -207,6 +208,10 @@ export function loadConfig(environment: Record<string, string | undefined> = pro
     throw new ConfigError([
       `HOOKY_WS_RATE_BURST=${rateBurst}: must be at least half of HOOKY_MAX_ROOMS (${maxRooms}), or a client rejoining its rooms after a reconnect is closed for its rate`,
     ]);
+  }
+  // Each batch out holds a pool connection until its answer; reads and NOTIFYs need one too.
+  if (grouped.writer.flushes >= grouped.db.poolSize) {
+    throw new ConfigError([`HOOKY_WRITER_FLUSHES=${grouped.writer.flushes}: must be below HOOKY_PG_POOL_SIZE (${grouped.db.poolSize}), or nothing but batches could reach PostgreSQL`]);
   }
   for (const group of Object.values(grouped)) Object.freeze(group);
   return Object.freeze(grouped);

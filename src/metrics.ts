@@ -86,6 +86,7 @@ export function createMetrics() {
     captures: counter('hooky_captures_total', 'Requests captured and committed'),
     captureErrors: labelledCounter('hooky_capture_errors_total', 'Capture requests answered with an error, by HTTP status', 'status'),
     batchSize: histogram('hooky_batch_rows', 'Rows per group-commit INSERT', [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000]),
+    batchSeconds: histogram('hooky_batch_seconds', 'Time from sending a group-commit INSERT to its answer', [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2]),
     batchFailures: counter('hooky_batch_failures_total', 'Group-commit INSERTs that failed'),
     capturesDropped: counter('hooky_captures_dropped_total', 'Captures not stored because their connection closed while they waited for the writer'),
     queued: gauge('hooky_writer_queue', 'Captures waiting for the writer'),

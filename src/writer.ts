@@ -8,6 +8,8 @@ export interface WriterOptions {
   maxRows: number;
   maxBytes: number;
   queueMaxBytes: number;
+  /** Lanes: batches out at once at most, each on its own pool connection. */
+  flushes: number;
   /** How long to keep asking whether a batch whose connection broke was committed, ms. */
   settleTimeoutMs: number;
   /** Pause between those questions, ms. */
@@ -29,13 +31,17 @@ interface Waiting {
 }
 
 /**
- * Group commit: every capture waiting when a flush starts goes into one INSERT, and the next
- * flush starts as soon as the previous one returns. Under load batches grow by themselves; when
- * idle a lone request is written at once.
+ * Group commit: every capture waiting when a flush starts goes into one INSERT. Under load batches
+ * grow by themselves; when idle a lone request is written at once.
  *
- * One flush at a time: ids are assigned in arrival order, so this process commits in id order.
- * Resume no longer depends on it (each batch gets a commit-ordered position per webhook, see
- * store.ts), so several flushes in flight are possible; that change is still to be made.
+ * `opts.flushes` lanes, each with its own queue and at most one batch out (on its own pool
+ * connection); a webhook always goes to the same lane (`laneOf`). So batches out at once never
+ * share a webhook: none waits for another's position lock, which is held through the commit and
+ * so through its WAL flush (store.ts), and their commits can share one WAL flush. One webhook
+ * still has one batch out at a time, and this process commits it in id order. Batches of
+ * different lanes commit, and are answered, in any order: resume does not depend on it (each
+ * batch gets a commit-ordered position per webhook), and the relay publishes each room in
+ * position order whatever order its batches are reported in.
  *
  * `onCommitted` runs after each commit, with the rows stored, in id order, and the position each
  * of their webhooks reached (empty for a settled batch: those are not known).
@@ -43,8 +49,11 @@ interface Waiting {
  * A 503 must mean "not stored". When the connection breaks after the INSERT was sent, the batch
  * may have committed (the backend finishes a statement it has received, and a COMMIT whose answer
  * is lost is still a commit). Such a batch is *settled*: once Postgres answers again, the ids it
- * holds are stored ones (2xx) and the others were not (503). While a batch is being settled the
- * writer takes no new rows (503 at once: storage is unavailable), so commit order stays id order.
+ * holds are stored ones (2xx) and the others were not (503). The answer concerns that batch's ids
+ * alone, so other batches out meanwhile change nothing: each finishes, or is settled, on its own.
+ * While any batch is being settled the writer takes no new rows (503 at once: storage is
+ * unavailable) and no lane sends a new batch; the rows already waiting go once every settle is
+ * over.
  * Only a batch still unsettled when settleTimeoutMs runs out gets a 503 that may hide a row.
  *
  * A row is stored only if it can still be answered: one whose sender went away while it waited
@@ -54,20 +63,41 @@ interface Waiting {
 interface Deps {
   metrics: Metrics;
   log: Logger;
-  /** Called once per committed batch, in commit order, with the positions it reached. */
+  /** Called once per committed batch as it is answered (one webhook's in commit order), with the positions it reached. */
   onCommitted: (rows: CapturedRow[], positions: Positions) => void;
 }
 
+/**
+ * The lane of a webhook among `lanes`: a string hash of its id. Each lane has at most one batch
+ * out, so the batches out at once never share a webhook.
+ */
+export function laneOf(webhookId: string, lanes: number): number {
+  let h = 0;
+  for (let i = 0; i < webhookId.length; i++) h = (Math.imul(h, 31) + webhookId.charCodeAt(i)) | 0;
+  return (h >>> 0) % lanes;
+}
+
+/** Rows waiting for one lane's next batch, and that lane's one flush. */
+interface Lane {
+  queue: Waiting[];
+  /** A batch of this lane is sent and not yet answered (settling included). */
+  out: boolean;
+  /** A flush of this lane is about to start. */
+  scheduled: boolean;
+}
+
 export function createWriter(store: Store, opts: WriterOptions, { metrics, log, onCommitted }: Deps) {
-  let queue: Waiting[] = [];
+  const lanes: Lane[] = Array.from({ length: opts.flushes }, () => ({ queue: [], out: false, scheduled: false }));
+  const lane = opts.flushes === 1 ? () => lanes[0]! : (webhookId: string) => lanes[laneOf(webhookId, opts.flushes)]!;
   let queuedBytes = 0;
-  let flushing = false;
   let closed = false;
   let idle: (() => void) | undefined;
   let healthy = true;
-  let settling = false;
+  // Batches being settled: several may be, when one outage cut off every connection.
+  let settling = 0;
 
-  function take(): Waiting[] {
+  function take(l: Lane): Waiting[] {
+    const queue = l.queue;
     let n = 0;
     let bytes = 0;
     while (n < queue.length && n < opts.maxRows) {
@@ -76,7 +106,7 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
       if (bytes >= opts.maxBytes) break;
     }
     const taken = n === queue.length ? queue : queue.slice(0, n);
-    queue = n === queue.length ? [] : queue.slice(n);
+    l.queue = n === queue.length ? [] : queue.slice(n);
     queuedBytes -= bytes;
     metrics.queued.dec(n);
     // Checked once, here: after this the batch is sent and its rows are stored whatever happens.
@@ -90,16 +120,22 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
     return batch;
   }
 
-  async function flush(): Promise<void> {
-    const batch = take();
-    if (batch.length === 0) return flushed();
+  async function flush(l: Lane): Promise<void> {
+    l.scheduled = false;
+    // The settle's end starts it again.
+    if (settling > 0) return;
+    const batch = take(l);
+    if (batch.length === 0) return flushed(l);
+    l.out = true;
     const rows = batch.map((w) => w.row);
     metrics.batchSize.observe(rows.length);
+    const sent = performance.now();
     // What each row gets: its verdict, or undefined for a 503.
     let verdict: (row: CapturedRow) => WriteResult | undefined;
     let positions: Positions = new Map();
     try {
       const reached = await store.insertRequests(rows);
+      metrics.batchSeconds.observe((performance.now() - sent) / 1000);
       healthy = true;
       positions = reached;
       // A row the INSERT skipped had lost its webhook meanwhile.
@@ -126,19 +162,19 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
     } catch (err) {
       log.error('publishing committed requests failed', { err });
     }
-    flushed();
+    l.out = false;
+    flushed(l);
   }
 
-  function flushed() {
-    flushing = false;
-    if (queue.length > 0) schedule();
-    else idle?.();
+  function flushed(l: Lane) {
+    if (l.queue.length > 0) schedule(l);
+    else if (lanes.every((x) => !x.out && !x.scheduled && x.queue.length === 0)) idle?.();
   }
 
   /** Asks until Postgres answers which rows of a batch were committed, or the time is up. */
   async function settle(rows: CapturedRow[], err: unknown): Promise<Set<string> | undefined> {
     log.warn('connection lost during a batch insert; finding out whether it committed', { rows: rows.length, err });
-    settling = true;
+    settling++;
     const deadline = Date.now() + opts.settleTimeoutMs;
     try {
       for (;;) {
@@ -156,14 +192,17 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
         }
       }
     } finally {
-      settling = false;
+      // Every lane held its rows meanwhile (this batch's lane goes on when its flush ends).
+      if (--settling === 0) for (const x of lanes) if (x.queue.length > 0) schedule(x);
     }
   }
 
-  function schedule() {
-    flushing = true;
+  /** Starts the lane's flush on the next turn, unless it is about to start or its batch is out. */
+  function schedule(l: Lane) {
+    if (l.scheduled || l.out || settling > 0) return;
+    l.scheduled = true;
     // setImmediate, not a microtask: every request uWS hands us in this I/O turn joins the batch.
-    setImmediate(flush);
+    setImmediate(flush, l);
   }
 
   return {
@@ -173,15 +212,16 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
      */
     write(row: CapturedRow, abandoned?: () => boolean): Promise<WriteResult> {
       if (closed) return Promise.reject(new HttpError('draining'));
-      if (settling) return Promise.reject(new HttpError('storage_unavailable'));
+      if (settling > 0) return Promise.reject(new HttpError('storage_unavailable'));
       if (queuedBytes + row.json.length > opts.queueMaxBytes) {
         return Promise.reject(new HttpError('overloaded'));
       }
       return new Promise<WriteResult>((resolve, reject) => {
-        queue.push({ row, abandoned, resolve, reject });
+        const l = lane(row.webhookId);
+        l.queue.push({ row, abandoned, resolve, reject });
         queuedBytes += row.json.length;
         metrics.queued.inc();
-        if (!flushing) schedule();
+        schedule(l);
       });
     },
 
@@ -191,13 +231,13 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
     },
 
     get pending() {
-      return queue.length;
+      return lanes.reduce((n, l) => n + l.queue.length, 0);
     },
 
     /** Refuses new rows and resolves once every accepted row is committed or answered. */
     close(): Promise<void> {
       closed = true;
-      if (!flushing && queue.length === 0) return Promise.resolve();
+      if (lanes.every((l) => !l.out && !l.scheduled && l.queue.length === 0)) return Promise.resolve();
       return new Promise((resolve) => {
         const prev = idle;
         idle = () => {

@@ -92,6 +92,12 @@ test('every problem is listed in one error', () => {
   assert.match(message, /PORT="70000": must be at most 65535/);
 });
 
+test('the writer leaves a pool connection to everything else', () => {
+  assert.throws(() => loadConfig({ HOOKY_WRITER_FLUSHES: '10', HOOKY_PG_POOL_SIZE: '10' }), /HOOKY_WRITER_FLUSHES=10: must be below HOOKY_PG_POOL_SIZE \(10\)/);
+  assert.is(loadConfig({ HOOKY_WRITER_FLUSHES: '9', HOOKY_PG_POOL_SIZE: '10' }).writer.flushes, 9);
+  assert.is(loadConfig({}).writer.flushes, 1);
+});
+
 test('the rate burst must cover a rejoin of every room', () => {
   assert.throws(() => loadConfig({ HOOKY_MAX_ROOMS: '401', HOOKY_WS_RATE_BURST: '200' }), /HOOKY_WS_RATE_BURST=200: must be at least half of HOOKY_MAX_ROOMS \(401\)/);
   assert.is(loadConfig({ HOOKY_MAX_ROOMS: '400', HOOKY_WS_RATE_BURST: '200' }).ws.maxRooms, 400);
