@@ -1,3 +1,8 @@
+/**
+ * Every SQL statement of the request path, in one file (about 300 lines, on purpose): the
+ * statements share the table layout of migrations 002–003 (payload as text, batches and their
+ * positions), and a change to that layout is then read and made in one place.
+ */
 import type { Sql } from 'postgres';
 import type { WebhookResponse } from './protocol.js';
 

@@ -1,3 +1,9 @@
+/**
+ * The embedded PostgreSQL's whole lifecycle (a little over 300 lines, on purpose): placing its
+ * binaries and data where user `postgres` can reach them, stopping the postmaster a killed hooky
+ * left behind, initdb, start and stop. Each step depends on what the one before found on disk,
+ * so they are read together.
+ */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';

@@ -1,4 +1,9 @@
-/** `/inspect/<webhookId>`: the capture URL, the live list and the detail of one request. */
+/**
+ * `/inspect/<webhookId>`: the capture URL, the live list and the detail of one request. Over 300
+ * lines because it is the page's wiring: the list (list.ts), the body views (body.ts), the panes
+ * (panes.ts) and the live stream share this page's state (filters, follow, unread, the connection
+ * indicator), which lives here once.
+ */
 import { createClient, type HookyClient } from '../client/index.js';
 import type { CapturedRequest } from '../protocol.js';
 import { queryString } from './bytes.js';
