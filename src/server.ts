@@ -42,8 +42,9 @@ export interface Server {
 
 /**
  * Wires capture → store → publish on one uWS app and starts listening. Data flows one way:
- * the capture route hands rows to the writer, the writer commits them and passes them to
- * realtime, realtime publishes them to their rooms.
+ * the capture route hands rows to the writer, the writer commits them and passes them to the
+ * relay (and tells the other instances through the bus), and the relay publishes each room's
+ * batches in commit order through realtime's rooms.
  */
 export async function createServer(config: Config, log: Logger): Promise<Server> {
   const db = await openDatabase(config.db, log);
