@@ -59,6 +59,28 @@ export function machineCpu(): number {
   return (f.slice(0, 8).reduce((a, b) => a + b, 0) - f[3]! - f[4]!) / ticks;
 }
 
+/**
+ * CPU seconds of a process and of its children (with HOOKY_WORKERS, the primary and its
+ * workers). A child that exited meanwhile is lost: compare figures taken while none restarts.
+ */
+export function cpuOfTree(pid: number): number {
+  let total = cpuOf(pid);
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    // No children file (an old kernel): the process alone.
+  }
+  for (const child of children) {
+    try {
+      total += cpuOfTree(child);
+    } catch {
+      continue; // it ended between the listing and the read
+    }
+  }
+  return total;
+}
+
 function readdirNumeric(dir: string): number[] {
   return readdirSync(dir)
     .filter((n) => /^\d+$/.test(n))
@@ -107,7 +129,7 @@ function target(name: string, child: ChildProcess, port: number, lines: string[]
     url: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}/ws`,
     rss: () => rssOf(child.pid!),
-    cpu: () => cpuOf(child.pid!),
+    cpu: () => cpuOfTree(child.pid!),
     stop: () =>
       (stopping ??= (async () => {
         child.kill('SIGTERM');
@@ -137,7 +159,10 @@ export interface HookyOptions {
   cpuProfDir?: string | undefined;
 }
 
-/** hooky as users run it: `node --import tsx src/main.ts`, with the bench-only no-op route on. */
+/**
+ * hooky as users run it: `node --import tsx src/main.ts`, with the bench-only no-op route on.
+ * HOOKY_WORKERS in the bench's environment reaches it too (`HOOKY_WORKERS=2 npm run bench -- capture`).
+ */
 export function startHooky(opts: HookyOptions): Promise<Target> {
   const prof = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : [];
   return startChild(
