@@ -1,7 +1,8 @@
 /**
  * scale: several hooky processes on one PostgreSQL, in one run, each figure beside the single
  * process of the same run. Four deployments run at once, each on a database of its own in the
- * one cluster (LISTEN/NOTIFY is per database, so they do not hear each other):
+ * one cluster (LISTEN/NOTIFY is per database, so they do not hear each other; created for the
+ * run and dropped after it, so with DATABASE_URL its user needs CREATEDB):
  *
  * - single: one process (HOOKY_WORKERS=1), the reference;
  * - 2 workers: HOOKY_WORKERS=2 (one port; the primary forks two workers). On a branch without
@@ -278,9 +279,11 @@ async function notifyCeiling(ctx: BenchContext, seconds = 3, senders = 4) {
 
 type Started = Pick<Deployment, 'label' | 'procs' | 'bases' | 'groups' | 'distinct' | 'note'>;
 
-/** A database of its own in the cluster, so that no other deployment hears its NOTIFYs. */
+/**
+ * A database of its own in the cluster, so that no other deployment hears its NOTIFYs; its name
+ * is this run's own (`name` holds only [a-z0-9_]), dropped at the end.
+ */
 async function database(ctx: BenchContext, name: string): Promise<string> {
-  await ctx.sql.unsafe(`drop database if exists ${name} with (force)`);
   await ctx.sql.unsafe(`create database ${name}`);
   const url = new URL(ctx.databaseUrl);
   url.pathname = `/${name}`;
@@ -329,6 +332,8 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
   const binary = findNatsServer();
   if (binary === undefined) throw new Error('scale needs nats-server (Debian: apt-get install nats-server)');
   const tag = `scale-${Date.now().toString(36)}`;
+  const dbPrefix = `hooky_bench_${tag.replace('-', '_')}`;
+  const names = ['single', 'workers', 'notify', 'nats'];
   const load0 = loadavg();
   const nats = await startNats(binary);
   const deployments: Deployment[] = [];
@@ -343,7 +348,7 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
   try {
     progress('  starting the deployments');
     const urls = new Map<string, string>();
-    for (const name of ['single', 'workers', 'notify', 'nats']) urls.set(name, await database(ctx, `hooky_scale_${name}`));
+    for (const name of names) urls.set(name, await database(ctx, `${dbPrefix}_${name}`));
     const single = fill(await (async () => {
       const p = await startHooky({ databaseUrl: urls.get('single')! });
       return { label: 'single', procs: [p], bases: [p], groups: [['A→A', p]], distinct: true, note: 'one process' } satisfies Started;
@@ -403,7 +408,7 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
     await Promise.all(deployments.flatMap((d) => d.subs.map(([, s]) => s.close())));
     await Promise.all(deployments.flatMap((d) => d.procs.map((p) => p.stop())));
     await nats.close();
-    for (const name of ['single', 'workers', 'notify', 'nats']) await ctx.sql.unsafe(`drop database if exists hooky_scale_${name} with (force)`).catch(() => undefined);
+    for (const name of names) await ctx.sql.unsafe(`drop database if exists ${dbPrefix}_${name} with (force)`).catch(() => undefined);
   }
 }
 
