@@ -34,7 +34,7 @@ import WebSocket from 'ws';
 import { findNatsServer, startNats, type TestNats } from '../test/support/nats.js';
 import { runCannon, type CannonResult } from './support/cannon.js';
 import { createWebhooks, jsonBody, scrape, sleep } from './support/http.js';
-import { nowUs, paced, type PacedResult } from './support/pacer.js';
+import { nowUs, paced } from './support/pacer.js';
 import { cpuOfCluster, machineCpu, root, startHooky, type Target } from './support/proc.js';
 import { progress, progressDone } from './support/progress.js';
 import { fmt, result, type BenchContext, type Row, type ScenarioResult } from './support/report.js';
