@@ -22,6 +22,7 @@ const scenarios: Record<string, () => Promise<{ run: (ctx: BenchContext) => Prom
   connections: () => import('./connections.js'),
   soak: () => import('./soak.js'),
   statements: () => import('./statements.js'),
+  scale: () => import('./scale.js'),
 };
 
 const asked = process.argv.slice(2).filter((a) => a !== '--');
