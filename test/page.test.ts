@@ -196,7 +196,8 @@ function registerSuites() {
     await page.click('button.load-older');
     await eventually(async () => (await listedIds(page)).length === 350, 5000, 'second page');
     await page.click('button.load-older');
-    await page.waitForSelector('button.load-older:disabled');
+    // Disabled while a page loads, too: the end of the list is the button saying so.
+    await page.waitForSelector('button.load-older:disabled:has-text("No older requests")');
     const ids = await listedIds(page);
     assert.is(ids.length, 420);
     assert.is(new Set(ids).size, 420);
