@@ -1,6 +1,6 @@
 /** `/`: the webhooks, and a form to create one. */
 import { clear, h } from './dom.js';
-import { ApiError, api, apiJson } from './rest.js';
+import { apiJson } from './rest.js';
 
 interface Webhook {
   id: string;
@@ -11,33 +11,14 @@ interface Webhook {
   requestCountCapped?: boolean;
 }
 
-// Webhooks created from this browser, for a server without a listing route.
-const knownKey = 'hooky.webhooks';
-const known = (): string[] => JSON.parse(localStorage.getItem(knownKey) ?? '[]') as string[];
-const remember = (ids: string[]) => localStorage.setItem(knownKey, JSON.stringify([...new Set(ids)]));
-
-async function listWebhooks(before?: string): Promise<{ webhooks: Webhook[]; fromServer: boolean; next?: string | null }> {
-  const res = await api(`/api/webhooks${before ? `?before=${encodeURIComponent(before)}` : ''}`);
-  if (res.ok) {
-    const body = (await res.json()) as { webhooks: Webhook[]; next: string | null };
-    return { webhooks: body.webhooks, fromServer: true, next: body.next };
-  }
-  const found: Webhook[] = [];
-  for (const id of known()) {
-    try {
-      found.push(await apiJson<Webhook>(`/api/webhooks/${encodeURIComponent(id)}`));
-    } catch (err) {
-      if (!(err instanceof ApiError && err.status === 404)) throw err;
-    }
-  }
-  remember(found.map((w) => w.id));
-  return { webhooks: found, fromServer: false };
+/** A page of `GET /api/webhooks`, newest first. */
+function listWebhooks(before?: string): Promise<{ webhooks: Webhook[]; next: string | null }> {
+  return apiJson(`/api/webhooks${before ? `?before=${encodeURIComponent(before)}` : ''}`);
 }
 
 export async function home(root: HTMLElement): Promise<void> {
   document.title = 'hooky';
   const listEl = h('ul', { class: 'webhooks' });
-  const source = h('p', { class: 'muted' });
   const error = h('p', { class: 'error', role: 'alert' });
   const id = h('input', { name: 'id', placeholder: 'id (empty: generated)', pattern: '[A-Za-z0-9][A-Za-z0-9_\\-]{0,63}', 'aria-label': 'Webhook id' });
   const status = h('input', { name: 'status', type: 'number', min: 200, max: 599, placeholder: '200', 'aria-label': 'Response status' });
@@ -48,11 +29,10 @@ export async function home(root: HTMLElement): Promise<void> {
   const more = h('button', { type: 'button', hidden: true, onclick: () => void refresh(more.dataset.next) }, 'More');
   async function refresh(before?: string) {
     try {
-      const { webhooks, fromServer, next } = await listWebhooks(before);
+      const { webhooks, next } = await listWebhooks(before);
       if (!before) clear(listEl);
       more.hidden = !next;
       if (next) more.dataset.next = next;
-      source.textContent = fromServer ? '' : 'This server does not list webhooks; shown are those created from this browser.';
       if (webhooks.length === 0 && !before) listEl.append(h('li', { class: 'muted' }, 'No webhook yet.'));
       for (const w of webhooks) {
         listEl.append(
@@ -72,7 +52,6 @@ export async function home(root: HTMLElement): Promise<void> {
                 onclick: async () => {
                   if (!confirm(`Delete webhook ${w.id} and all its requests?`)) return;
                   await apiJson(`/api/webhooks/${encodeURIComponent(w.id)}`, { method: 'DELETE' }).catch((err: Error) => (error.textContent = err.message));
-                  remember(known().filter((k) => k !== w.id));
                   void refresh();
                 },
               },
@@ -103,7 +82,6 @@ export async function home(root: HTMLElement): Promise<void> {
         if (Object.keys(response).length) input.response = response;
         try {
           const created = await apiJson<Webhook>('/api/webhooks', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(input) });
-          remember([...known(), created.id]);
           location.assign(`/inspect/${encodeURIComponent(created.id)}`);
         } catch (err) {
           error.textContent = (err as Error).message;
@@ -118,7 +96,7 @@ export async function home(root: HTMLElement): Promise<void> {
 
   root.append(
     h('header', { class: 'top' }, h('a', { href: '/', class: 'brand' }, 'hooky'), h('span', { class: 'crumb' }, 'webhook inspector')),
-    h('main', { class: 'home' }, form, h('section', { class: 'card' }, h('h2', {}, 'Webhooks'), source, listEl, more)),
+    h('main', { class: 'home' }, form, h('section', { class: 'card' }, h('h2', {}, 'Webhooks'), listEl, more)),
   );
   await refresh();
 }
