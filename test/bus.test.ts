@@ -10,18 +10,10 @@ import { buildPayload } from '../src/payload.js';
 import { createStore } from '../src/store.js';
 import { testDatabaseUrl } from './support/db.js';
 import { eventually, metric } from './support/observe.js';
+import { capture, ids, sleep, twoInstanceCases } from './support/instances.js';
 import { createWebhook, startServer, type TestServer } from './support/server.js';
-import { joined, openClient, type Frame, type TestClient } from './support/ws.js';
+import { joined, openClient, type TestClient } from './support/ws.js';
 
-/** Captures on `base` and resolves with the request id of the 200 answer. */
-async function capture(base: string, webhookId: string, body = 'x'): Promise<string> {
-  const res = await fetch(`${base}/h/${webhookId}`, { method: 'POST', body });
-  if (res.status !== 200) throw new Error(`capture: ${res.status} ${await res.text()}`);
-  return ((await res.json()) as { id: string }).id;
-}
-
-const ids = (frames: Frame[]) => frames.filter((f) => f.event === 'new-request').map((f) => f.data.id as string);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The pids of the LISTEN connections of every hooky instance on the test database. */
 const busPids = async (sql: postgres.Sql) =>
   new Set((await sql<{ pid: number }[]>`select pid from pg_stat_activity where application_name like 'hooky bus %' and datname = current_database()`).map((r) => r.pid));
@@ -66,23 +58,6 @@ two('a capture on A reaches the members of its room on B exactly once and in ord
   await eventually(() => ids(onB.frames).length >= sent.length, 5000, 'every capture on B');
   await sleep(300); // room for a duplicate to show up
   assert.equal(ids(onB.frames), sent);
-});
-
-two('captures on both instances at once reach the members on each in one order, the commit order, once each', async (ctx) => {
-  const { id } = await createWebhook(ctx.a.url);
-  const onA = await joined(ctx.a.wsUrl, id);
-  const onB = await joined(ctx.b.wsUrl, id);
-  ctx.clients.push(onA, onB);
-  const sent: string[] = [];
-  const loop = async (base: string) => {
-    for (let i = 0; i < 40; i++) sent.push(await capture(base, id));
-  };
-  await Promise.all([loop(ctx.a.url), loop(ctx.a.url), loop(ctx.b.url), loop(ctx.b.url)]);
-  await eventually(() => ids(onA.frames).length >= sent.length && ids(onB.frames).length >= sent.length, 5000, 'every capture on both');
-  await sleep(300);
-  assert.equal(ids(onA.frames).length, sent.length, 'once each on A');
-  assert.equal(ids(onA.frames), ids(onB.frames), 'the same order on A and B');
-  assert.equal(new Set(ids(onA.frames)), new Set(sent));
 });
 
 two('a client that leaves A and resumes on B with since misses nothing while both keep capturing', async (ctx) => {
@@ -203,17 +178,6 @@ two('a committed batch whose notice never came reaches B within about a second (
   await eventually(() => ids(onB.frames).includes(row.id), 5000, 'the silent commit on B');
 });
 
-two('deleting a webhook on A empties its room on B with WEBHOOK_DELETED, and B stops capturing for it', async (ctx) => {
-  const { id } = await createWebhook(ctx.a.url);
-  await capture(ctx.b.url, id); // B caches the webhook
-  const onB = await joined(ctx.b.wsUrl, id);
-  ctx.clients.push(onB);
-  assert.is((await fetch(`${ctx.a.url}/api/webhooks/${id}`, { method: 'DELETE' })).status, 204);
-  const err = await onB.next('error');
-  assert.equal([err.data.code, err.data.webhookId], ['WEBHOOK_DELETED', id]);
-  assert.is((await fetch(`${ctx.b.url}/h/${id}`, { method: 'POST', body: 'x' })).status, 404);
-});
-
 two('a deletion whose notice never came still empties the room on B (the periodic check)', async (ctx) => {
   const { id } = await createWebhook(ctx.a.url);
   const onB = await joined(ctx.b.wsUrl, id);
@@ -236,6 +200,7 @@ two('a webhook created on A can be joined and captured on B even just after B fo
   await probe.next('joined');
 });
 
+twoInstanceCases(two);
 two.run();
 
 const notifyBus = suite('the NOTIFY bus');

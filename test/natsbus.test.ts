@@ -3,19 +3,11 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { inlineMaxBytes } from '../src/natsbus.js';
 import { eventually, metric } from './support/observe.js';
+import { capture, ids, sleep, twoInstanceCases } from './support/instances.js';
 import { connections, findNatsServer, startNats, type TestNats } from './support/nats.js';
 import { createWebhook, startServer, uniqueId, type TestServer } from './support/server.js';
-import { joined, type Frame, type TestClient } from './support/ws.js';
+import { joined, type TestClient } from './support/ws.js';
 
-/** Captures on `base` and resolves with the request id of the 200 answer. */
-async function capture(base: string, webhookId: string, body = 'x'): Promise<string> {
-  const res = await fetch(`${base}/h/${webhookId}`, { method: 'POST', body });
-  if (res.status !== 200) throw new Error(`capture: ${res.status} ${await res.text()}`);
-  return ((await res.json()) as { id: string }).id;
-}
-
-const ids = (frames: Frame[]) => frames.filter((f) => f.event === 'new-request').map((f) => f.data.id as string);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The subjects an instance's NATS connection (by its client name) is subscribed to. */
 async function subjectsOf(nats: TestNats, name: string): Promise<string[]> {
@@ -91,23 +83,6 @@ if (binary === undefined && process.env.CI !== 'true') {
     // for one the periodic check may have seen committed a moment before its frame arrived.
     const filled = (await metric(ctx.b.url, 'hooky_relay_filled_total')) - filledBefore;
     assert.ok(filled < sent.length / 2, `B read ${filled} of ${sent.length} from Postgres`);
-  });
-
-  two('captures on both instances at once reach the members on each in one order, the commit order, once each', async (ctx) => {
-    const { id } = await createWebhook(ctx.a.url);
-    const onA = await joined(ctx.a.wsUrl, id);
-    const onB = await joined(ctx.b.wsUrl, id);
-    ctx.clients.push(onA, onB);
-    const sent: string[] = [];
-    const loop = async (base: string) => {
-      for (let i = 0; i < 40; i++) sent.push(await capture(base, id));
-    };
-    await Promise.all([loop(ctx.a.url), loop(ctx.a.url), loop(ctx.b.url), loop(ctx.b.url)]);
-    await eventually(() => ids(onA.frames).length >= sent.length && ids(onB.frames).length >= sent.length, 5000, 'every capture on both');
-    await sleep(300);
-    assert.equal(ids(onA.frames).length, sent.length, 'once each on A');
-    assert.equal(ids(onA.frames), ids(onB.frames), 'the same order on A and B');
-    assert.equal(new Set(ids(onA.frames)), new Set(sent));
   });
 
   two(`a request past ${inlineMaxBytes / 1024} KiB travels by reference (its position only) and reaches B intact`, async (ctx) => {
@@ -193,17 +168,6 @@ if (binary === undefined && process.env.CI !== 'true') {
     }
   });
 
-  two('deleting a webhook on A empties its room on B with WEBHOOK_DELETED, and B stops capturing for it', async (ctx) => {
-    const { id } = await createWebhook(ctx.a.url);
-    await capture(ctx.b.url, id); // B caches the webhook
-    const onB = await joined(ctx.b.wsUrl, id);
-    ctx.clients.push(onB);
-    assert.is((await fetch(`${ctx.a.url}/api/webhooks/${id}`, { method: 'DELETE' })).status, 204);
-    const err = await onB.next('error');
-    assert.equal([err.data.code, err.data.webhookId], ['WEBHOOK_DELETED', id]);
-    assert.is((await fetch(`${ctx.b.url}/h/${id}`, { method: 'POST', body: 'x' })).status, 404);
-  });
-
   two('a webhook created on A can be captured on B just after B found it missing', async (ctx) => {
     const id = uniqueId('late');
     const control: string[] = [];
@@ -234,6 +198,7 @@ if (binary === undefined && process.env.CI !== 'true') {
     assert.equal(ids(onB.frames), [real, next]);
   });
 
+  twoInstanceCases(two);
   two.run();
 
   const auth = suite<{ nats: TestNats }>('HOOKY_NATS_URL with credentials');
