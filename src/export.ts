@@ -30,7 +30,7 @@ interface Deps {
  * (always at least one row, however large). The server holds one page being written and the
  * next one being read, plus what uWS has not sent yet of the page before: about 3 MiB.
  */
-export const pageRows = 1000;
+const pageRows = 1000;
 export const pageBytes = 1024 * 1024;
 
 const QuerySchema = v.object({

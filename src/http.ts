@@ -74,7 +74,7 @@ export function sendEmpty(ex: Exchange, status: number): void {
 const noHeaders: Headers = {};
 
 /** The contract's error body `{"error", "message"}`, with any extra fields after them. */
-export function errorBody(code: HttpErrorCode, message: string = httpErrors[code].message, extra?: Record<string, unknown>): string {
+function errorBody(code: HttpErrorCode, message: string = httpErrors[code].message, extra?: Record<string, unknown>): string {
   return JSON.stringify({ error: code, message, ...extra });
 }
 

@@ -23,7 +23,7 @@ interface Deps {
  * Requests are counted up to this many per webhook: an index-only count of at most this many
  * entries, whatever retention keeps. Past it the count says "at least" (`requestCountCapped`).
  */
-export const requestCountCap = 10_000;
+const requestCountCap = 10_000;
 
 // The cursor is the last webhook's creation time in microseconds (Postgres' precision, which an
 // ISO string with milliseconds would lose) and its id: `<micros>.<id>`. Ids hold no `.`. It
