@@ -4,6 +4,9 @@
  * which reads the body and answers 200 without storing it (HOOKY_BENCH_NOOP=1). The 10 s of each
  * are two 5 s slices, interleaved no-op, capture, capture, no-op.
  * lost = 2xx answers whose request id is not in Postgres (must be 0).
+ * Then a sweep: captures at 10 to 1,000 connections, 3 s each, with how busy the whole machine
+ * was meanwhile: req/s should rise with connections until the CPU is full, not stop below it
+ * (a writer that waits on its own chain would flatten out with cores to spare).
  */
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -17,6 +20,8 @@ import { fmt, result, type BenchContext, type ScenarioResult } from './support/r
 export const connections = 100;
 export const duration = 10;
 const warmup = 3;
+const sweep = [10, 50, 100, 300, 1000];
+const sweepSeconds = 3;
 const body = jsonBody(1024, { event: 'invoice.paid', amount: 4200 });
 
 interface Measured extends CannonResult {
@@ -27,12 +32,12 @@ interface Measured extends CannonResult {
 }
 
 /** Runs one autocannon pass and the CPU each side used meanwhile. */
-export async function measure(ctx: BenchContext, label: string, server: Target, paths: string[], seconds: number, idsFile?: string): Promise<Measured> {
+export async function measure(ctx: BenchContext, label: string, server: Target, paths: string[], seconds: number, idsFile?: string, conns = connections): Promise<Measured> {
   const pgCpu = () => (ctx.postmasterPid ? cpuOfCluster(ctx.postmasterPid) : NaN);
   const cpu0 = server.cpu();
   const pg0 = pgCpu();
   const all0 = machineCpu();
-  const r = await runCannon({ url: server.url, paths, body, connections, duration: seconds, ...(idsFile ? { idsFile } : {}) }, (s, n) =>
+  const r = await runCannon({ url: server.url, paths, body, connections: conns, duration: seconds, ...(idsFile ? { idsFile } : {}) }, (s, n) =>
     progress(`  ${label}  ${s}/${seconds} s  ${fmt.int(n)} req/s`),
   );
   const serverCpu = server.cpu() - cpu0;
@@ -95,6 +100,16 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
     }
     const noop = combine(noopSlices);
     const cap = combine(capSlices);
+    // Another webhook, so that the lost count above stays the slices' own.
+    const swept: { connections: number; rps: number; busy: number; non2xx: number }[] = [];
+    for (const n of sweep) {
+      // Busy over the wall time of the pass, autocannon's start-up included (CPU is sampled around it).
+      const all0 = machineCpu();
+      const t0 = performance.now();
+      const m = await measure(ctx, `sweep ${n} connections`, server, [`/h/${hook}-warm`], sweepSeconds, undefined, n);
+      const wall = (performance.now() - t0) / 1000;
+      swept.push({ connections: n, rps: m.rps, busy: (machineCpu() - all0) / (cpus().length * wall), non2xx: m.non2xx + m.errors + m.timeouts });
+    }
     progressDone();
 
     // Every 2xx was committed before it was sent; requests still in flight when autocannon
@@ -135,8 +150,15 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
           target: `of ${cpus().length * duration} core-s`,
           met: null,
         },
+        {
+          metric: `capture req/s by connections (machine CPU busy), ${sweepSeconds} s each`,
+          hooky: swept.map((x) => `${x.connections}: ${fmt.int(x.rps)} (${Math.round(x.busy * 100)} %)`).join(' · '),
+          reference: '—',
+          target: 'rises until the CPU is full; 0 non-2xx',
+          met: swept.every((x) => x.non2xx === 0) ? null : false,
+        },
       ],
-      { workers, body: body.length, connections, duration, warmup, hooky: cap, reference: noop, slices: { hooky: capSlices, reference: noopSlices }, rows, idsSeen: ids.length, found, lost },
+      { workers, body: body.length, connections, duration, warmup, hooky: cap, reference: noop, slices: { hooky: capSlices, reference: noopSlices }, rows, idsSeen: ids.length, found, lost, sweep: swept },
     );
   } finally {
     await server.stop();

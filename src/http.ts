@@ -180,8 +180,20 @@ function tooLarge(ex: Exchange, limit: number) {
   sendError(ex, new HttpError('payload_too_large', `The body is larger than the limit of ${limit} bytes`, { limit }), true);
 }
 
-/** The peer's address as text; an IPv4 client on a dual-stack socket loses its `::ffff:` prefix. */
+/**
+ * The peer's address as text; an IPv4 client on a dual-stack socket loses its `::ffff:` prefix.
+ * IPv4 is printed from uWS's binary address: that is every capture of an IPv4 sender, and the
+ * text route (a copy into a Buffer, then a decode) cost ~4 µs of the ~100 µs of a capture.
+ */
 export function remoteAddress(res: HttpResponse): string {
-  const text = Buffer.from(res.getRemoteAddressAsText()).toString();
-  return text.startsWith('::ffff:') && text.includes('.') ? text.slice(7) : text;
+  const b = new Uint8Array(res.getRemoteAddress());
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  if (b.length === 16 && isV4Mapped(b)) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  return Buffer.from(res.getRemoteAddressAsText()).toString();
+}
+
+/** ::ffff:a.b.c.d: ten zero bytes, then two 0xff. */
+function isV4Mapped(b: Uint8Array): boolean {
+  for (let i = 0; i < 10; i++) if (b[i] !== 0) return false;
+  return b[10] === 0xff && b[11] === 0xff;
 }

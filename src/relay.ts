@@ -31,6 +31,12 @@ interface Room {
   whole: boolean;
   /** Resolves once `at` is read from Postgres; until then nothing is published. */
   readonly loaded: Promise<void>;
+  /**
+   * When the webhook served was created, read with `at`. A webhook deleted and created again
+   * (its deletion notice lost) starts its positions over; a different creation time says so
+   * even once the new positions pass `at`.
+   */
+  created: string | undefined;
   isLoaded: boolean;
   /** This instance's own committed batches that wait for an earlier one: position → rows. */
   readonly held: Map<number, CapturedRow[]>;
@@ -145,13 +151,13 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
       failing = false;
       for (const [room, at] of before) {
         if (!room.isLoaded || rooms.get(room.webhookId) !== room) continue;
-        const position = reached.get(room.webhookId);
-        // Its deletion notice was lost.
-        if (position === undefined || position < at) {
+        const now = reached.get(room.webhookId);
+        // Its deletion notice was lost (and it may have been created again since).
+        if (now === undefined || now.position < at || now.created !== room.created) {
           deps.deleted(room.webhookId);
           continue;
         }
-        if (position > room.at.position) room.stale = true;
+        if (now.position > room.at.position) room.stale = true;
         if (room.stale || room.held.size > 0) void fill(room);
       }
     } catch (err) {
@@ -178,11 +184,14 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
           webhookId,
           at: { position: 0, id: nobody },
           whole: true,
-          loaded: store.latest(webhookId).then((latest) => {
-            if (latest !== null) loading.at = latest;
+          loaded: store.standing(webhookId).then((standing) => {
+            // Gone already: the first check reports it deleted.
+            if (standing?.latest) loading.at = standing.latest;
+            loading.created = standing?.created;
             loading.isLoaded = true;
             void fill(loading);
           }),
+          created: undefined,
           isLoaded: false,
           held: new Map(),
           stale: false,

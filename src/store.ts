@@ -87,6 +87,12 @@ export interface Cursor {
 /** What a committed batch reached: the position of each webhook whose rows were stored. */
 export type Positions = Map<string, number>;
 
+/** Where a webhook stands: its position, and its creation time (which tells a re-created webhook from the one before). */
+export interface Standing {
+  position: number;
+  created: string;
+}
+
 /** A stored request as the feed and replay read it back. */
 export interface StoredRow {
   id: string;
@@ -304,11 +310,27 @@ export function createStore(sql: Sql) {
       return row ? { position: Number(row.position), id: row.id } : null;
     },
 
-    /** The position each of these webhooks has reached; a webhook missing from the answer does not exist. */
-    async positions(webhookIds: readonly string[]): Promise<Positions> {
-      const rows = await sql<{ id: string; position: string }[]>`
-        select id, position::text as position from webhooks where id = any(${webhookIds as string[]}::text[])`;
-      return new Map(rows.map((r) => [r.id, Number(r.position)]));
+    /**
+     * Where each of these webhooks stands: the position it has reached and when it was created
+     * (a webhook deleted and created again starts its positions over: `created` tells the two
+     * apart). A webhook missing from the answer does not exist.
+     */
+    async positions(webhookIds: readonly string[]): Promise<Map<string, Standing>> {
+      const rows = await sql<{ id: string; position: string; created: string }[]>`
+        select id, position::text as position, created_at::text as created from webhooks where id = any(${webhookIds as string[]}::text[])`;
+      return new Map(rows.map((r) => [r.id, { position: Number(r.position), created: r.created }]));
+    },
+
+    /** A webhook's creation time and the cursor of its newest request (null: none), read at once; undefined: no such webhook. */
+    async standing(webhookId: string): Promise<{ created: string; latest: Cursor | null } | undefined> {
+      const [row] = await sql<{ created: string; position: string | null; id: string | null }[]>`
+        select w.created_at::text as created, b.position::text as position, b.last_id::text as id
+        from webhooks w left join lateral (
+          select position, last_id from request_batches where webhook_id = w.id order by position desc limit 1
+        ) b on true
+        where w.id = ${webhookId}`;
+      if (row === undefined) return undefined;
+      return { created: row.created, latest: row.position === null ? null : { position: Number(row.position), id: row.id! } };
     },
 
     async ping(): Promise<void> {

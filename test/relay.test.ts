@@ -9,10 +9,12 @@ import type { Cursor, CapturedRow, Store, StoredRow } from '../src/store.js';
 function fakeStore() {
   const batches: { position: number; rows: CapturedRow[] }[] = [];
   const reads: Cursor[] = [];
+  // When the webhook was created: a new value is the webhook deleted and created again.
+  let created = 'first';
   const store = {
-    async latest() {
+    async standing() {
       const last = batches.at(-1);
-      return last ? { position: last.position, id: last.rows.at(-1)!.id } : null;
+      return { created, latest: last ? { position: last.position, id: last.rows.at(-1)!.id } : null };
     },
     async requestsAfter(_w: string, after: Cursor, limit: number) {
       reads.push(after);
@@ -22,25 +24,31 @@ function fakeStore() {
       return { rows: rows.slice(0, limit), truncated: rows.length > limit };
     },
     async positions() {
-      return new Map([['w', batches.at(-1)?.position ?? 0]]);
+      return new Map([['w', { position: batches.at(-1)?.position ?? 0, created }]]);
     },
   } as unknown as Store;
+  /** The webhook deleted and created again: its positions start over. */
+  const recreate = () => {
+    batches.length = 0;
+    created = 'second';
+  };
   /** Commits a batch of these ids at the next position and returns it. */
   const commit = (...ids: string[]) => {
     const b = { position: batches.length + 1, rows: ids.map((id) => ({ id, webhookId: 'w', json: `{"id":"${id}"}` })) };
     batches.push(b);
     return b;
   };
-  return { store, commit, reads };
+  return { store, commit, reads, recreate };
 }
 
-function relayOver(store: Store) {
+function relayOver(store: Store, checkIntervalMs = 60_000) {
   const published: string[] = [];
+  const deleted: string[] = [];
   const relay = createRelay(
-    { fillLimit: 2, fillMaxBytes: 1 << 20, checkIntervalMs: 60_000 },
-    { store, log: createLogger('silent'), metrics: createMetrics(), publish: (rows) => published.push(...rows.map((r) => r.id)), deleted: () => {} },
+    { fillLimit: 2, fillMaxBytes: 1 << 20, checkIntervalMs },
+    { store, log: createLogger('silent'), metrics: createMetrics(), publish: (rows) => published.push(...rows.map((r) => r.id)), deleted: (id) => deleted.push(id) },
   );
-  return { relay, published };
+  return { relay, published, deleted };
 }
 
 const settle = () => new Promise((r) => setTimeout(r, 10));
@@ -120,6 +128,23 @@ test('two batches committed here for one webhook and reported in reverse order a
   relay.committed(third.rows, new Map([['w', third.position]]));
   await settle();
   assert.equal(published, ['p', 'q', 'r', 's', 't', 'u'], 'nothing twice, nothing out of order');
+  relay.close();
+});
+
+test('a webhook deleted and created again with both notices lost is reported deleted by the check, even once its new positions pass the cursor', async () => {
+  const { store, commit, recreate } = fakeStore();
+  commit('old1');
+  commit('old2');
+  const { relay, published, deleted } = relayOver(store, 20);
+  assert.is(await relay.watch('w'), 'old2');
+  recreate();
+  // The new webhook's batches reach positions 1, 2, 3: past the room's cursor (2), announced by nobody.
+  commit('new1');
+  commit('new2');
+  commit('new3');
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(deleted.slice(0, 1), ['w'], 'the room is emptied: its members join again and replay the new webhook from its start');
+  assert.equal(published, [], 'nothing of the new webhook is published as if it followed the old one');
   relay.close();
 });
 
