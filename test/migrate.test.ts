@@ -25,7 +25,10 @@ test('two instances migrating a fresh database at once apply each migration exac
     const log = createLogger('silent');
     await Promise.all([migrate(a, log), migrate(b, log), migrate(a, log)]);
     const applied = await a`select name from hooky_migrations order by name`;
-    assert.equal(applied.map((r) => r.name), ['001_init.sql', '002_lean_requests.sql', '003_positions.sql']);
+    assert.equal(applied.map((r) => r.name), ['001_init.sql', '002_lean_requests.sql', '003_positions.sql', '004_webhooks_by_creation.sql']);
+    // The webhook list pages by (created_at, id): an index walk, not a sort of every webhook.
+    const indexes = await a`select indexname from pg_indexes where tablename = 'webhooks' order by 1`;
+    assert.equal(indexes.map((r) => r.indexname), ['webhooks_created_at_id', 'webhooks_pkey']);
     const tables = await a`select table_name from information_schema.tables where table_schema = 'public' order by 1`;
     assert.equal(tables.map((r) => r.table_name), ['hooky_migrations', 'request_batches', 'requests', 'webhooks']);
   } finally {
