@@ -32,7 +32,7 @@ const sizePage = 1000;
  * migrations 0x686f6f6b79, webhook creation 0x686f6f6b7a, and the INSERT's per-webhook locks
  * (the two-key form, 0x686f6f6b and a hash).
  */
-const ageLockKey = 0x686f6f6b72;
+export const ageLockKey = 0x686f6f6b72;
 
 /**
  * Deletes what retention allows to go: requests older than `maxAgeMs`, those past the newest
