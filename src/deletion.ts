@@ -6,6 +6,7 @@ import { HttpError } from './errors.js';
 import { sendEmpty } from './http.js';
 import type { Logger } from './log.js';
 import { RequestIdSchema, webhookIdPattern } from './protocol.js';
+import { deleteRequests } from './store.js';
 import type { TemplatedApp } from './uws.js';
 import type { WebhookCache } from './webhooks.js';
 
@@ -41,7 +42,7 @@ export function registerDeletion(uwsApp: TemplatedApp, opts: DeletionOptions, { 
       const requestId = req.getParameter(1) ?? '';
       await existing(id);
       if (!v.is(RequestIdSchema, requestId)) throw notFound('Request');
-      const { count } = await sql`delete from requests where webhook_id = ${id} and id = ${requestId}::uuid`;
+      const count = await deleteRequests(sql, sql`select id from requests where webhook_id = ${id} and id = ${requestId}::uuid`);
       if (count === 0) throw notFound('Request');
       sendEmpty(ex, 204);
     }),
@@ -58,10 +59,10 @@ export function registerDeletion(uwsApp: TemplatedApp, opts: DeletionOptions, { 
         select id from requests where webhook_id = ${id} order by id desc limit 1`;
       if (newest !== undefined) {
         for (;;) {
-          const { count } = await sql`
-            delete from requests where id in (
-              select id from requests where webhook_id = ${id} and id <= ${newest.id}::uuid limit ${opts.batch}
-            )`;
+          const count = await deleteRequests(
+            sql,
+            sql`select id from requests where webhook_id = ${id} and id <= ${newest.id}::uuid limit ${opts.batch}`,
+          );
           // Finished even when the caller went away: a delete half done would only surprise.
           if (count < opts.batch) break;
         }

@@ -2,7 +2,7 @@ import type { Sql } from 'postgres';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { requestIdFloor } from './protocol.js';
-import type { CapturedRow } from './store.js';
+import { deleteRequests, type CapturedRow } from './store.js';
 
 export interface RetentionOptions {
   /** Newest requests kept per webhook; 0 = no limit. */
@@ -27,6 +27,12 @@ const maxTouched = 100_000;
 const webhookPage = 500;
 /** Rows read per statement while summing a webhook's payload sizes for the byte budget. */
 const sizePage = 1000;
+/**
+ * Held by the instance running an age pass ("hookr"). Distinct from the other advisory keys:
+ * migrations 0x686f6f6b79, webhook creation 0x686f6f6b7a, and the INSERT's per-webhook locks
+ * (the two-key form, 0x686f6f6b and a hash).
+ */
+export const ageLockKey = 0x686f6f6b72;
 
 /**
  * Deletes what retention allows to go: requests older than `maxAgeMs`, those past the newest
@@ -48,11 +54,15 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
   let running: Promise<void> | undefined;
   let closed = false;
 
-  /** Repeats a bounded DELETE until it deletes less than a full batch, or the job is closed. */
-  async function deleteInBatches(rule: string, statement: () => Promise<{ count: number }>): Promise<void> {
+  /**
+   * Repeats a bounded DELETE until it deletes less than a full batch, or the job is closed.
+   * A statement answering undefined deleted nothing because another instance does the work.
+   */
+  async function deleteInBatches(rule: string, statement: () => Promise<number | undefined>): Promise<void> {
     for (;;) {
       if (closed) return;
-      const { count } = await statement();
+      const count = await statement();
+      if (count === undefined) return;
       if (count > 0) metrics.retentionDeleted.inc(rule, count);
       if (count < opts.batch) return;
     }
@@ -61,9 +71,17 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
   function byAge(): Promise<void> {
     // Ids are UUIDv7: "older than X" is a range scan of the primary key, no column of its own.
     const cutoff = requestIdFloor(Date.now() - opts.maxAgeMs);
-    return deleteInBatches(
-      'max_age',
-      () => sql`delete from requests where id in (select id from requests where id < ${cutoff}::uuid limit ${opts.batch})`,
+    // The age rule is the same in every instance (and worker) on the database, and covers every
+    // webhook: one of them is enough. Each batch runs under a lock that another instance does not
+    // wait for: it skips its pass, instead of running the same DELETE beside this one and
+    // fighting over the same rows. Taken per transaction, so an instance that dies mid-pass
+    // holds nothing, and the next pass, in whichever instance, goes on.
+    return deleteInBatches('max_age', () =>
+      sql.begin(async (tx) => {
+        const [lock] = await tx<{ held: boolean }[]>`select pg_try_advisory_xact_lock(${ageLockKey}) as held`;
+        if (!lock!.held) return undefined;
+        return deleteRequests(tx, tx`select id from requests where id < ${cutoff}::uuid limit ${opts.batch}`);
+      }),
     );
   }
 
@@ -75,11 +93,8 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
       select id::text as id from requests where webhook_id = ${webhookId}
       order by requests.id desc offset ${opts.maxRequests} limit 1`;
     if (oldestKept === undefined) return;
-    await deleteInBatches(
-      'max_requests',
-      () => sql`
-        delete from requests where id in (
-          select id from requests where webhook_id = ${webhookId} and id <= ${oldestKept.id}::uuid limit ${opts.batch})`,
+    await deleteInBatches('max_requests', () =>
+      deleteRequests(sql, sql`select id from requests where webhook_id = ${webhookId} and id <= ${oldestKept.id}::uuid limit ${opts.batch}`),
     );
   }
 
@@ -108,11 +123,8 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
     }
     if (oldestKept === undefined) return;
     const last = oldestKept;
-    await deleteInBatches(
-      'max_bytes',
-      () => sql`
-        delete from requests where id in (
-          select id from requests where webhook_id = ${webhookId} and id <= ${last}::uuid limit ${opts.batch})`,
+    await deleteInBatches('max_bytes', () =>
+      deleteRequests(sql, sql`select id from requests where webhook_id = ${webhookId} and id <= ${last}::uuid limit ${opts.batch}`),
     );
   }
 

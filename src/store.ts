@@ -3,8 +3,8 @@
  * statements share the table layout of migrations 002–003 (payload as text, batches and their
  * positions), and a change to that layout is then read and made in one place.
  */
-import type { Sql } from 'postgres';
-import type { WebhookResponse } from './protocol.js';
+import type { PendingQuery, Row, Sql, TransactionSql } from 'postgres';
+import { requestIdFloor, type WebhookResponse } from './protocol.js';
 
 export type { WebhookResponse } from './protocol.js';
 
@@ -75,6 +75,43 @@ const insert = (sql: Sql, rows: readonly CapturedRow[], webhookIds: readonly str
   )
   select id, position::text as position from advanced`;
 
+// Every deletion of requests goes through here, so that no batch row outlives its rows: each
+// would be one more row for pageAfter and cursorOf to walk past, one per batch, forever.
+//
+// Two statements, not one: in a single statement (a WITH that deletes the rows, then the emptied
+// batch rows) every part reads one snapshot, in which the rows being deleted are still there, and
+// leaving them out by id made the planner loop over them per row, or scan request_batches whole.
+// The second statement reads a fresh snapshot, its batches given as arrays: a nested loop on the
+// (webhook_id, batch) index, then the (webhook_id, id) index over each batch's id range.
+//
+// A batch row goes only when no row of its batch is left. Its rows commit with it in one
+// statement, so a batch row visible here has all its rows visible too: a batch committed
+// meanwhile is either not seen at all or seen whole. What can be left behind, and is skipped by
+// pageAfter: a batch two deletes emptied at once (each still saw the other's rows), or one whose
+// rows went in a process that died between the two statements.
+/**
+ * Deletes the requests whose ids `ids` selects (a subquery such as `select id from requests
+ * where webhook_id = … limit n`), then the batch rows that no longer hold any request. Answers
+ * how many requests went.
+ */
+export async function deleteRequests(sql: Sql | TransactionSql, ids: PendingQuery<Row[]>): Promise<number> {
+  const gone = await sql<{ webhook_id: string; batch: string; n: number }[]>`
+    with gone as (delete from requests where id in (${ids}) returning webhook_id, batch)
+    select webhook_id, batch::text as batch, count(*)::int as n from gone group by webhook_id, batch`;
+  if (gone.length === 0) return 0;
+  await sql`
+    delete from request_batches b
+    using rows from (
+      unnest(${gone.map((g) => g.webhook_id)}::text[]), unnest(${gone.map((g) => g.batch)}::bigint[])
+    ) as g (webhook_id, batch)
+    where b.webhook_id = g.webhook_id and b.batch = g.batch
+      and not exists (
+        select 1 from requests r
+        where r.webhook_id = b.webhook_id and r.id between b.first_id and b.last_id and r.batch = b.batch
+      )`;
+  return gone.reduce((sum, g) => sum + g.n, 0);
+}
+
 /**
  * Where a request stands in its webhook's history: its batch's position, then its id. Everything
  * committed later has a greater cursor, whichever process wrote it.
@@ -122,6 +159,9 @@ function cut(rows: readonly { id: string; bytes: number; n: string; upto: string
   }
   return { ids, bytes, more: rows.length > ids.length };
 }
+
+/** The id of a cursor that stands before every request: no batch of the webhook is left. */
+const noRequest = requestIdFloor(0);
 
 /** Serialises webhook creation while a limit is counted ("hooky" + 1; migrations hold "hooky"). */
 const createLockKey = 0x686f6f6b7a;
@@ -227,17 +267,24 @@ export function createStore(sql: Sql) {
 
     /**
      * A page of what was committed after `after`, in commit order (batch position, then id), cut
-     * like `pageOf`; `last` is the cursor of its last row. Each batch holds a row at least, so the
-     * cursor's batch and limit + 1 after it are enough, each read by an id range.
+     * like `pageOf`; `last` is the cursor of its last row. Only batches holding a row after the
+     * cursor are read, so limit + 1 of them are enough, each read by an id range. A batch row left
+     * without rows (two deletes emptying it at once, see deleteRequests) is walked past, not
+     * counted: counted, a run of limit + 1 of them would end the page with no row and no `more`.
      */
     async pageAfter(webhookId: string, after: Cursor, limit: number, maxBytes: number): Promise<Page & { positions: number[]; last: Cursor | undefined }> {
       const rows = await sql<{ id: string; position: string; bytes: number; n: string; upto: string }[]>`
         select id, position::text as position, bytes, n::text as n, upto::text as upto from (
           select x.id, b.position, x.bytes, row_number() over w as n, sum(x.bytes) over w as upto
           from (
-            select position, batch, first_id, last_id from request_batches
+            select position, batch, first_id, last_id from request_batches rb
             where webhook_id = ${webhookId} and position >= ${after.position}
-            order by position limit ${limit + 2}
+              and exists (
+                select 1 from requests r
+                where r.webhook_id = ${webhookId} and r.id between rb.first_id and rb.last_id and r.batch = rb.batch
+                  and (rb.position > ${after.position} or r.id > ${after.id}::uuid)
+              )
+            order by position limit ${limit + 1}
           ) b
           cross join lateral (
             select r.id as uid, r.id::text as id, octet_length(r.payload) as bytes from requests r
@@ -297,17 +344,26 @@ export function createStore(sql: Sql) {
       return { rows: found.map((r) => ({ id: r.id, position: position.get(r.id)!, json: r.payload })), truncated: page.more };
     },
 
-    /** The newest committed request id of a webhook, or null. */
+    /** The newest committed request id of a webhook (the last of its newest batch still stored), or null. */
     async latestRequestId(webhookId: string): Promise<string | null> {
-      return (await store.latest(webhookId))?.id ?? null;
+      const latest = await store.latest(webhookId);
+      return latest === null || latest.id === noRequest ? null : latest.id;
     },
 
-    /** The cursor of a webhook's newest committed request (the last of its newest batch), or null. */
+    /**
+     * The cursor after everything a webhook has committed, or null when it has committed nothing
+     * (or does not exist): the position it reached, and the last id of its newest batch still
+     * stored (`requestIdFloor(0)` when none is). The position is the webhook's counter, not its
+     * newest batch row's: deletions remove emptied batch rows, and a cursor behind the counter
+     * would make the relay read back, on every check, batches that hold nothing.
+     */
     async latest(webhookId: string): Promise<Cursor | null> {
-      const [row] = await sql<{ position: string; id: string }[]>`
-        select b.position::text as position, b.last_id::text as id from request_batches b
-        where b.webhook_id = ${webhookId} order by b.position desc limit 1`;
-      return row ? { position: Number(row.position), id: row.id } : null;
+      const [row] = await sql<{ position: string; id: string | null }[]>`
+        select w.position::text as position, (
+          select b.last_id::text from request_batches b where b.webhook_id = w.id order by b.position desc limit 1
+        ) as id
+        from webhooks w where w.id = ${webhookId} and w.position > 0`;
+      return row ? { position: Number(row.position), id: row.id ?? noRequest } : null;
     },
 
     /**

@@ -1,6 +1,8 @@
 import postgres from 'postgres';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { newRequestId } from '../src/ids.js';
+import { createStore } from '../src/store.js';
 import { testDatabaseUrl } from './support/db.js';
 import { createWebhook, startServer, uniqueId, type TestServer } from './support/server.js';
 
@@ -20,6 +22,8 @@ const capture = async (base: string, id: string, body: string) =>
   ((await (await fetch(`${base}/h/${id}`, { method: 'POST', body })).json()) as { id: string }).id;
 const count = async (sql: postgres.Sql, id: string) =>
   ((await sql`select count(*)::int as n from requests where webhook_id = ${id}`) as unknown as [{ n: number }])[0].n;
+const batches = async (sql: postgres.Sql, id: string) =>
+  ((await sql`select count(*)::int as n from request_batches where webhook_id = ${id}`) as unknown as [{ n: number }])[0].n;
 
 test('DELETE /api/webhooks/:id/requests/:requestId answers 204 and removes only that request', async (ctx) => {
   const { id } = await createWebhook(ctx.s.url);
@@ -83,6 +87,27 @@ test('DELETE on the request routes needs the API token when one is set', async (
   } finally {
     await s.close();
   }
+});
+
+test('deleting requests, one or all, deletes the batch rows left empty and keeps those with a row left', async (ctx) => {
+  const { id } = await createWebhook(ctx.s.url);
+  // One batch of two rows, straight through the store, then captures (a batch each, or a few).
+  const pair = [newRequestId(), newRequestId()];
+  await createStore(ctx.sql).insertRequests(pair.map((rid) => ({ id: rid, webhookId: id, json: JSON.stringify({ id: rid }) })));
+  const del = (path: string) => fetch(`${ctx.s.url}/api/webhooks/${id}/requests${path}`, { method: 'DELETE' });
+  assert.is((await del(`/${pair[0]}`)).status, 204);
+  assert.is(await batches(ctx.sql, id), 1, 'its batch still holds a row');
+  assert.is((await del(`/${pair[1]}`)).status, 204);
+  assert.is(await batches(ctx.sql, id), 0, 'its last row gone, the batch goes');
+
+  for (let i = 0; i < 10; i++) await capture(ctx.s.url, id, `${i}`);
+  assert.ok((await batches(ctx.sql, id)) > 0);
+  assert.is((await del('')).status, 204);
+  assert.equal([await count(ctx.sql, id), await batches(ctx.sql, id)], [0, 0], 'all of them, over several statements');
+  // The webhook's history goes on where it was.
+  const after = await capture(ctx.s.url, id, 'after');
+  const [row] = await ctx.sql<{ position: string }[]>`select position::text as position from request_batches where webhook_id = ${id} and last_id = ${after}::uuid`;
+  assert.ok(Number(row!.position) > 1);
 });
 
 test('PUT on the request routes answers 405 naming GET and DELETE', async (ctx) => {

@@ -2,10 +2,12 @@ import postgres from 'postgres';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { requestIdFloor } from '../src/protocol.js';
+import { ageLockKey } from '../src/retention.js';
+import { createStore } from '../src/store.js';
 import { scratchDatabase } from './support/db.js';
 import { uuidV7 } from './support/ids.js';
 import { eventually, figures, metric } from './support/observe.js';
-import { createWebhook, startServer } from './support/server.js';
+import { createWebhook, startServer, uniqueId } from './support/server.js';
 
 const hour = 3600_000;
 
@@ -205,6 +207,108 @@ job('shutdown stops the job: no DELETE runs after close', async (ctx) => {
   assert.ok(left > 0, 'closed mid-backlog');
   assert.is((await idsOf(ctx.sql, id)).length, left, 'nothing deleted after close');
   await ctx.sql`delete from requests where webhook_id = ${id}`;
+});
+
+/** Rows made `ageMs` ago, `perBatch` to a batch, committed through the store: each batch gets its batch row. */
+async function seedBatches(sql: postgres.Sql, webhookId: string, n: number, ageMs: number, perBatch = 1, json = (id: string) => JSON.stringify({ id })) {
+  const t = Date.now() - ageMs;
+  const rowIds = Array.from({ length: n }, (_, i) => uuidV7(t + i));
+  const store = createStore(sql);
+  for (let i = 0; i < n; i += perBatch) {
+    await store.insertRequests(rowIds.slice(i, i + perBatch).map((id) => ({ id, webhookId, json: json(id) })));
+  }
+  return rowIds;
+}
+
+/** The batches of a webhook's batch rows, and those of its requests: retention keeps the two equal. */
+async function batchKeys(sql: postgres.Sql, webhookId: string) {
+  const keys = async (table: 'requests' | 'request_batches') =>
+    (await sql<{ batch: string }[]>`select distinct batch::text as batch from ${sql(table)} where webhook_id = ${webhookId} order by 1`).map((r) => r.batch);
+  return { rows: await keys('requests'), batches: await keys('request_batches') };
+}
+
+job('each rule deletes the batch rows it leaves empty, and keeps a batch with a row left', async (ctx) => {
+  const s = await startServer({
+    DATABASE_URL: ctx.db.url,
+    HOOKY_RETENTION_MAX_REQUESTS: '4',
+    HOOKY_RETENTION_MAX_BYTES: '25000',
+    HOOKY_RETENTION_MAX_AGE_HOURS: '1',
+    HOOKY_RETENTION_INTERVAL_MS: '50',
+    HOOKY_RETENTION_BATCH: '2',
+  });
+  try {
+    const aged = await createWebhook(s.url);
+    const counted = await createWebhook(s.url);
+    const sized = await createWebhook(s.url);
+    await seedBatches(ctx.sql, aged.id, 3, 2 * hour);
+    // Its first batch holds two rows (c1, c2): the older one goes past the limit, the newer one stays.
+    const [c1, c2, c3] = await seedBatches(ctx.sql, counted.id, 3, 60_000, 2);
+    await seedBatches(ctx.sql, sized.id, 3, 60_000, 1, (id) => JSON.stringify({ id, pad: 'x'.repeat(10_000) }));
+    // Captures mark the webhooks written to, for passes that began before the seeding ended.
+    const capture = async (id: string) => ((await (await fetch(`${s.url}/h/${id}`, { method: 'POST', body: 'c' })).json()) as { id: string }).id;
+    for (const w of [aged, sized]) await capture(w.id);
+    const fresh = [await capture(counted.id), await capture(counted.id)];
+    await eventually(
+      async () => (await idsOf(ctx.sql, aged.id)).length === 1 && (await idsOf(ctx.sql, counted.id)).length === 4 && (await idsOf(ctx.sql, sized.id)).length === 3,
+      5000,
+      'every rule applied',
+    );
+    assert.equal(await idsOf(ctx.sql, counted.id), [c2, c3, ...fresh].sort());
+    assert.not.ok((await idsOf(ctx.sql, counted.id)).includes(c1!));
+    for (const rule of ['max_age', 'max_requests', 'max_bytes']) assert.ok((await metric(s.url, `hooky_retention_deleted_total{rule="${rule}"}`)) >= 1, rule);
+    for (const w of [aged, counted, sized]) {
+      const { rows, batches } = await batchKeys(ctx.sql, w.id);
+      assert.equal(batches, rows, `${w.id}: a batch row for each batch with a row left, no other`);
+    }
+    assert.is((await batchKeys(ctx.sql, counted.id)).batches.length, 4, 'the split batch, c3\'s and the two captures\'');
+  } finally {
+    await s.close();
+  }
+});
+
+job('two instances on one database: one age pass at a time, the backlog and its batch rows all go', async (ctx) => {
+  const env = {
+    DATABASE_URL: ctx.db.url,
+    HOOKY_RETENTION_MAX_REQUESTS: '0',
+    HOOKY_RETENTION_MAX_AGE_HOURS: '1',
+    HOOKY_RETENTION_INTERVAL_MS: '10',
+    HOOKY_RETENTION_BATCH: '50',
+  };
+  // Made before either instance starts (the first test's server migrated this database).
+  const id = uniqueId();
+  await createStore(ctx.sql).createWebhook(id, null);
+  const backlog = 2000;
+  await seedBatches(ctx.sql, id, backlog, 3 * hour, 20);
+  // While something else holds the age lock, neither instance runs the age pass.
+  let release!: () => void;
+  let locked!: () => void;
+  const isLocked = new Promise<void>((r) => (locked = r));
+  const holder = ctx.sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(${ageLockKey})`;
+    locked();
+    await new Promise<void>((r) => (release = r));
+  });
+  await isLocked;
+  const [a, b] = await Promise.all([startServer(env), startServer(env)]);
+  try {
+    const deleted = async () => {
+      const n = await Promise.all([a, b].map((s) => metric(s.url, 'hooky_retention_deleted_total{rule="max_age"}')));
+      return n.map((x) => (Number.isNaN(x) ? 0 : x));
+    };
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await deleted(), [0, 0], 'the lock is held elsewhere: no pass');
+    assert.is((await idsOf(ctx.sql, id)).length, backlog);
+    release();
+    await holder;
+    await eventually(async () => (await idsOf(ctx.sql, id)).length === 0, 10_000, 'backlog gone');
+    const [da, db] = await deleted();
+    assert.is(da! + db!, backlog, 'each row counted once, by the instance that deleted it');
+    assert.equal(await batchKeys(ctx.sql, id), { rows: [], batches: [] });
+  } finally {
+    release();
+    await holder;
+    await Promise.all([a.close(), b.close()]);
+  }
 });
 
 job.run();

@@ -4,7 +4,7 @@ import { migrate } from '../src/db/migrate.js';
 import { newRequestId } from '../src/ids.js';
 import { createLogger } from '../src/log.js';
 import { requestIdFloor } from '../src/protocol.js';
-import { createStore, type CapturedRow } from '../src/store.js';
+import { createStore, deleteRequests, type CapturedRow } from '../src/store.js';
 import { testDatabaseUrl } from './support/db.js';
 import { uniqueId } from './support/server.js';
 import { withCleanup } from './support/suite.js';
@@ -23,7 +23,9 @@ async function open(ctx: { cleanup: (() => unknown)[] }) {
   await migrate(sql, createLogger('silent'));
   const store = createStore(sql);
   const count = async (webhookId: string) => (await sql<{ n: number }[]>`select count(*)::int as n from requests where webhook_id = ${webhookId}`)[0]!.n;
-  return { sql, store, count };
+  const batchesOf = async (webhookId: string) =>
+    (await sql<{ position: string }[]>`select position::text as position from request_batches where webhook_id = ${webhookId} order by position`).map((r) => Number(r.position));
+  return { sql, store, count, batchesOf };
 }
 
 test('a batch stores every row whose webhook exists and reports the others as not stored', async (ctx) => {
@@ -137,6 +139,75 @@ test('requestsAfter cuts a page by payload bytes (one row at least) and says mor
   const page = await store.requestsAfter(id, all.rows.at(-1)!, 20);
   assert.equal([page.rows.map((r) => r.id), page.truncated], [more.map((r) => r.id), false]);
   assert.equal((await store.latest(id))?.position, 14);
+  await store.deleteWebhook(id);
+});
+
+test('deleteRequests deletes the batch rows it leaves empty, and only those', async (ctx) => {
+  const { sql, store, batchesOf } = await open(ctx);
+  const id = uniqueId('trim');
+  const other = uniqueId('trim');
+  await store.createWebhook(id, null);
+  await store.createWebhook(other, null);
+  // Positions 1–3 of `id`, the second shared with `other` (its position 1).
+  const batches = [[rowFor(id), rowFor(id)], [rowFor(id), rowFor(other)], [rowFor(id), rowFor(id)]];
+  for (const b of batches) await store.insertRequests(b);
+  const ids = (rows: CapturedRow[]) => rows.map((r) => r.id);
+  const gone = (list: string[]) => deleteRequests(sql, sql`select id from requests where id = any(${list}::uuid[])`);
+
+  assert.is(await gone([batches[0]![0]!.id]), 1);
+  assert.equal(await batchesOf(id), [1, 2, 3], 'a batch with a row left keeps its row');
+  assert.is(await gone([batches[0]![1]!.id, batches[2]![0]!.id]), 2, 'across batches in one call');
+  assert.equal(await batchesOf(id), [2, 3], 'the emptied batch goes, the one with a row left stays');
+  assert.is(await gone(ids(batches[1]!)), 2, 'across webhooks in one call');
+  assert.equal([await batchesOf(id), await batchesOf(other)], [[3], []]);
+  assert.is(await gone(ids(batches[1]!)), 0, 'nothing left to delete');
+  const rest = (await store.requestsAfter(id, { position: 0, id: requestIdFloor(0) }, 10)).rows;
+  assert.equal(rest.map((r) => [r.id, r.position]), [[batches[2]![1]!.id, 3]]);
+  for (const w of [id, other]) await store.deleteWebhook(w);
+});
+
+test('a replay walks past batch rows left without rows, however many', async (ctx) => {
+  const { sql, store } = await open(ctx);
+  const id = uniqueId('empty');
+  await store.createWebhook(id, null);
+  const limit = 3;
+  // One batch each: the first limit + 3 are emptied behind the store's back, as two deletes
+  // emptying a batch at once leave it; the two after them keep their rows.
+  const rows = Array.from({ length: limit + 5 }, () => rowFor(id));
+  for (const r of rows) await store.insertRequests([r]);
+  const emptied = rows.slice(0, limit + 3).map((r) => r.id);
+  await sql`delete from requests where webhook_id = ${id} and id = any(${emptied}::uuid[])`;
+  const kept = rows.slice(limit + 3).map((r) => r.id);
+  const start = { position: 0, id: requestIdFloor(0) };
+
+  const all = await store.requestsAfter(id, start, limit);
+  assert.equal([all.rows.map((r) => r.id), all.truncated], [kept, false], 'the later rows come, none missed');
+  const one = await store.pageAfter(id, start, 1, Number.MAX_SAFE_INTEGER);
+  assert.equal([one.ids, one.more, one.last], [[kept[0]], true, { position: limit + 4, id: kept[0] }], 'more follow');
+  const rest = await store.pageAfter(id, one.last!, 1, Number.MAX_SAFE_INTEGER);
+  assert.equal([rest.ids, rest.more], [[kept[1]], false]);
+  // From an emptied request itself, as a client that last saw it resumes.
+  const since = await store.cursorOf(id, emptied[1]!);
+  assert.equal((await store.requestsAfter(id, since, limit)).rows.map((r) => r.id), kept);
+  await store.deleteWebhook(id);
+});
+
+test('latest stands at the position the webhook reached when its newest batches were emptied', async (ctx) => {
+  const { sql, store } = await open(ctx);
+  const id = uniqueId('latest');
+  await store.createWebhook(id, null);
+  assert.is(await store.latest(id), null, 'nothing committed');
+  const rows = [rowFor(id), rowFor(id), rowFor(id)];
+  for (const r of rows) await store.insertRequests([r]);
+  const last = rows.map((r) => r.id);
+  await deleteRequests(sql, sql`select id from requests where id = any(${last.slice(1)}::uuid[])`);
+  // At 3, not at 1: a cursor behind the counter would have the relay read back empty batches.
+  assert.equal(await store.latest(id), { position: 3, id: last[0]! });
+  assert.is(await store.latestRequestId(id), last[0]);
+  await deleteRequests(sql, sql`select id from requests where id = ${last[0]!}::uuid`);
+  assert.equal(await store.latest(id), { position: 3, id: requestIdFloor(0) });
+  assert.is(await store.latestRequestId(id), null);
+  assert.is(await store.latest(uniqueId('none')), null, 'no such webhook');
   await store.deleteWebhook(id);
 });
 
