@@ -42,7 +42,10 @@ export function registerDeletion(uwsApp: TemplatedApp, opts: DeletionOptions, { 
       const requestId = req.getParameter(1) ?? '';
       await existing(id);
       if (!v.is(RequestIdSchema, requestId)) throw notFound('Request');
-      const count = await deleteRequests(sql, sql`select id from requests where webhook_id = ${id} and id = ${requestId}::uuid`);
+      // Its batch row stays, even emptied: a client that resumes from this very request is
+      // placed by that row (store.cursorOf), so it misses nothing another writer committed
+      // after it with smaller ids. One small row per deletion that empties a batch.
+      const { count } = await sql`delete from requests where webhook_id = ${id} and id = ${requestId}::uuid`;
       if (count === 0) throw notFound('Request');
       sendEmpty(ex, 204);
     }),

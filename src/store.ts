@@ -321,13 +321,17 @@ export function createStore(sql: Sql) {
       return row?.payload;
     },
 
-    /** The cursor of request `id`; for an id not stored, the cursor just before the first batch holding a later id. */
+    /**
+     * The cursor of request `id`; for an id not stored (deleted, or never), the cursor at the
+     * first batch whose ids reach it (`last_id >=`: a deleted request's own batch row, kept,
+     * places it exactly), so a resume from it gets every later commit, at worst a few twice.
+     */
     async cursorOf(webhookId: string, id: string): Promise<Cursor> {
       const [row] = await sql<{ position: string }[]>`
         select coalesce(
           (select b.position from requests r join request_batches b on b.webhook_id = r.webhook_id and b.batch = r.batch
            where r.webhook_id = ${webhookId} and r.id = ${id}::uuid),
-          (select min(position) from request_batches where webhook_id = ${webhookId} and last_id > ${id}::uuid),
+          (select min(position) from request_batches where webhook_id = ${webhookId} and last_id >= ${id}::uuid),
           (select position from webhooks where id = ${webhookId}),
           0)::text as position`;
       return { position: Number(row!.position), id };
@@ -352,18 +356,10 @@ export function createStore(sql: Sql) {
 
     /**
      * The cursor after everything a webhook has committed, or null when it has committed nothing
-     * (or does not exist): the position it reached, and the last id of its newest batch still
-     * stored (`requestIdFloor(0)` when none is). The position is the webhook's counter, not its
-     * newest batch row's: deletions remove emptied batch rows, and a cursor behind the counter
-     * would make the relay read back, on every check, batches that hold nothing.
+     * (or does not exist): see `standing`.
      */
     async latest(webhookId: string): Promise<Cursor | null> {
-      const [row] = await sql<{ position: string; id: string | null }[]>`
-        select w.position::text as position, (
-          select b.last_id::text from request_batches b where b.webhook_id = w.id order by b.position desc limit 1
-        ) as id
-        from webhooks w where w.id = ${webhookId} and w.position > 0`;
-      return row ? { position: Number(row.position), id: row.id ?? noRequest } : null;
+      return (await store.standing(webhookId))?.latest ?? null;
     },
 
     /**
@@ -377,16 +373,23 @@ export function createStore(sql: Sql) {
       return new Map(rows.map((r) => [r.id, { position: Number(r.position), created: r.created }]));
     },
 
-    /** A webhook's creation time and the cursor of its newest request (null: none), read at once; undefined: no such webhook. */
+    /**
+     * A webhook's creation time and the cursor after everything it has committed (null: nothing
+     * yet), read at once; undefined: no such webhook. The cursor is the position it reached and
+     * the last id of its newest batch still stored (`requestIdFloor(0)` when none is). The
+     * position is the webhook's counter, not its newest batch row's: deletions remove emptied
+     * batch rows, and a cursor behind the counter would make the relay read back, on every
+     * check, batches that hold nothing.
+     */
     async standing(webhookId: string): Promise<{ created: string; latest: Cursor | null } | undefined> {
-      const [row] = await sql<{ created: string; position: string | null; id: string | null }[]>`
-        select w.created_at::text as created, b.position::text as position, b.last_id::text as id
-        from webhooks w left join lateral (
-          select position, last_id from request_batches where webhook_id = w.id order by position desc limit 1
-        ) b on true
-        where w.id = ${webhookId}`;
+      const [row] = await sql<{ created: string; position: string; id: string | null }[]>`
+        select w.created_at::text as created, w.position::text as position, (
+          select b.last_id::text from request_batches b where b.webhook_id = w.id order by b.position desc limit 1
+        ) as id
+        from webhooks w where w.id = ${webhookId}`;
       if (row === undefined) return undefined;
-      return { created: row.created, latest: row.position === null ? null : { position: Number(row.position), id: row.id! } };
+      const position = Number(row.position);
+      return { created: row.created, latest: position === 0 ? null : { position, id: row.id ?? noRequest } };
     },
 
     async ping(): Promise<void> {

@@ -114,6 +114,20 @@ test('a replay from a request follows commit order, not id order', async (ctx) =
   assert.is((await sql`select count(*)::int as n from request_batches where webhook_id = ${id}`)[0]!.n, 0, 'its batches go with it');
 });
 
+test('a replay from a deleted request gets everything committed after it, also what another writer committed later with smaller ids', async (ctx) => {
+  const { store, sql } = await open(ctx);
+  const id = uniqueId('gone');
+  await store.createWebhook(id, null);
+  const [small, mine, later] = [rowFor(id), rowFor(id), rowFor(id)];
+  await store.insertRequests([mine]); // position 1: the request the client saw last
+  await store.insertRequests([small]); // position 2: a smaller id, committed after it
+  await store.insertRequests([later]); // position 3
+  // As DELETE …/requests/:requestId deletes one request: its batch row stays.
+  await sql`delete from requests where id = ${mine.id}::uuid`;
+  const replay = (await store.requestsAfter(id, await store.cursorOf(id, mine.id), 10)).rows.map((r) => r.id);
+  assert.equal(replay, [small.id, later.id]);
+});
+
 test('requestsAfter cuts a page by payload bytes (one row at least) and says more follow', async (ctx) => {
   const { store } = await open(ctx);
   const id = uniqueId('bytes');
