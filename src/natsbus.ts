@@ -18,6 +18,12 @@ export const inlineMaxBytes = 64 * 1024; // 64 KiB
 const reconnectMs = 500;
 // A connection that answers no ping for two of these is taken as lost (a cable cut sends no FIN).
 const pingMs = 5000;
+// Every instance says which rooms it serves this often; a room not said again within
+// `servedForMs` is taken as served nowhere else, and its batches are no longer published.
+const servingMs = 2000;
+const servedForMs = 5000;
+// A `w` message names at most this many bytes of webhook ids (well below any max_payload).
+const servingMaxBytes = 32 * 1024;
 
 /**
  * The bus for many hosts: NATS core (`HOOKY_NATS_URL`). At most once, like every bus: Postgres
@@ -33,6 +39,13 @@ const pingMs = 5000;
  *   `inlineMaxBytes`, or larger than the server's max_payload, goes by reference: the head line
  *   `<position>` alone. A position not known (`?`) goes by reference too.
  * - Created and deleted travel on `<prefix>.control` as `n <id>` and `d <id>`.
+ * - A batch is published only for the webhooks whose rooms another instance serves: each says
+ *   so on the control subject, `w <id> <id>…`, when a room gets its first member there and
+ *   every `servingMs` for all its rooms; a starting or reconnected instance asks (`q`) and the
+ *   others answer at once. A room not said again within `servedForMs` is served nowhere else.
+ *   An instance alone, or whose rooms nobody else serves, publishes nothing per batch. A batch
+ *   committed before its publisher heard of a new room reaches that room by the relay's fill
+ *   (the next batch's position jumps) or its periodic check, as any lost message does.
  * - The connection is made with `noEcho`: an instance never hears its own messages.
  * - While NATS is away nothing is published (the client would buffer without bound, and drops
  *   that buffer when it reconnects anyway). When it is back, the client subscribes again; once
@@ -61,6 +74,8 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
   let closed = false;
   let up = true;
   const rooms = new Map<string, Subscription>();
+  // Rooms other instances serve: webhook id → until when (ms), as they last said.
+  const servedElsewhere = new Map<string, number>();
 
   function guarded(what: string, fn: () => void) {
     try {
@@ -103,13 +118,43 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
 
   function onControl(err: Error | null, msg: Msg) {
     if (err !== null) return log.warn('bus: NATS subscription error', { err });
-    const [kind, webhookId] = msg.string().split(' ');
+    const [kind, ...words] = msg.string().split(' ');
+    if (kind === 'q') return sayServing();
+    if (kind === 'w') {
+      const until = Date.now() + servedForMs;
+      for (const webhookId of words) if (webhookIdPattern.test(webhookId)) servedElsewhere.set(webhookId, until);
+      return;
+    }
+    const webhookId = words[0];
     if (webhookId === undefined || !webhookIdPattern.test(webhookId)) return;
     if (kind === 'n') guarded('a creation', () => handlers.created(webhookId));
     else if (kind === 'd') guarded('a deletion', () => handlers.deleted(webhookId));
   }
 
+  /** Tells the others every room served here, in messages of at most `servingMaxBytes`. */
+  function sayServing() {
+    let line = 'w';
+    for (const webhookId of rooms.keys()) {
+      if (line.length + webhookId.length + 1 > servingMaxBytes) {
+        publish(controlSubject, line);
+        line = 'w';
+      }
+      line += ` ${webhookId}`;
+    }
+    if (line !== 'w') publish(controlSubject, line);
+  }
+
+  const serving = setInterval(() => {
+    sayServing();
+    // What nobody said again is forgotten: the map holds the rooms served elsewhere, no more.
+    const now = Date.now();
+    for (const [webhookId, until] of servedElsewhere) if (until < now) servedElsewhere.delete(webhookId);
+  }, servingMs);
+  serving.unref();
+
   nc.subscribe(controlSubject, { callback: onControl });
+  // Whoever serves rooms already says so now, not in up to `servingMs`.
+  publish(controlSubject, 'q');
 
   void (async () => {
     for await (const status of nc.status()) {
@@ -121,7 +166,12 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
         log.info('bus: NATS is back; filling what was missed from Postgres', { server: status.server });
         // The subscriptions are sent again before this status; the flush's round trip means the
         // server holds them, so every batch committed after the fill's read reaches us.
-        const resumed = () => guarded('a reconnect', () => handlers.resumed());
+        const resumed = () => {
+          guarded('a reconnect', () => handlers.resumed());
+          // What others said may have been lost meanwhile: ask again, and say again.
+          publish(controlSubject, 'q');
+          sayServing();
+        };
         nc.flush().then(resumed, resumed);
       }
     }
@@ -167,13 +217,19 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
         if (list === undefined) byWebhook.set(row.webhookId, [row]);
         else list.push(row);
       }
-      for (const [webhookId, position] of reached) publish(webhookSubject + webhookId, () => message(position, byWebhook.get(webhookId)));
+      const now = Date.now();
+      for (const [webhookId, position] of reached) {
+        if ((servedElsewhere.get(webhookId) ?? 0) < now) continue;
+        publish(webhookSubject + webhookId, () => message(position, byWebhook.get(webhookId)));
+      }
     },
     created: (webhookId) => publish(controlSubject, `n ${webhookId}`),
     deleted: (webhookId) => publish(controlSubject, `d ${webhookId}`),
     watch(webhookId) {
       if (closed || rooms.has(webhookId)) return;
       rooms.set(webhookId, nc.subscribe(webhookSubject + webhookId, { callback: onWebhook }));
+      // Before the relay reads the room's cursor: the others publish its batches from about now.
+      publish(controlSubject, `w ${webhookId}`);
     },
     unwatch(webhookId) {
       rooms.get(webhookId)?.unsubscribe();
@@ -182,6 +238,7 @@ export async function createNatsBus(opts: NatsBusOptions, handlers: BusHandlers,
     close: () =>
       (closing ??= (async () => {
         closed = true;
+        clearInterval(serving);
         rooms.clear();
         await nc.close();
       })()),

@@ -123,6 +123,23 @@ if (binary === undefined && process.env.CI !== 'true') {
     await eventually(async () => !(await subjectsOf(ctx.nats, ctx.bName)).includes(subject), 5000, 'B unsubscribed');
   });
 
+  two('A publishes a webhook’s batches only once another instance serves its room', async (ctx) => {
+    const { id } = await createWebhook(ctx.a.url);
+    const seen: string[] = [];
+    const spying = ctx.spy.subscribe(`${ctx.prefix}.webhook.${id}`, { callback: (_err, msg) => void seen.push(msg.string()) });
+    await ctx.spy.flush();
+    const alone = await capture(ctx.a.url, id);
+    await sleep(300);
+    assert.equal(seen, [], 'served nowhere else: nothing on the bus');
+    const onB = await joined(ctx.b.wsUrl, id);
+    ctx.clients.push(onB);
+    const served = await capture(ctx.a.url, id);
+    await eventually(() => seen.length === 1 && ids(onB.frames).includes(served), 5000, 'the batch on the bus and on B');
+    spying.unsubscribe();
+    assert.ok(seen[0]!.includes(served), 'with its row');
+    assert.not.ok(ids(onB.frames).includes(alone), 'the one before the join is not live news');
+  });
+
   two('killing nats-server mid-stream and starting it again loses nothing: B fills the gap from Postgres', async (ctx) => {
     const { id } = await createWebhook(ctx.a.url);
     const onB = await joined(ctx.b.wsUrl, id);
