@@ -103,6 +103,7 @@ export function createMetrics() {
     relayFilled: counter('hooky_relay_filled_total', 'Committed requests read back from Postgres for rooms served here (another instance committed them, or a gap was filled)'),
     busResumes: counter('hooky_bus_resumes_total', 'Times the bus between instances was cut off and came back'),
     retentionDeleted: labelledCounter('hooky_retention_deleted_total', 'Captured requests deleted by retention, by rule', 'rule'),
+    retentionSized: counter('hooky_retention_rows_sized_total', 'Stored requests whose payload size the byte rule of retention read'),
     // The open files themselves are prom-client's process_open_fds and process_max_fds.
     acceptPauses: counter('hooky_accept_pauses_total', 'Times new connections stopped being accepted because open files neared the limit'),
     eventLoopDelay: histogram('hooky_event_loop_delay_seconds', 'How late a 10 ms timer fires on the event loop', [

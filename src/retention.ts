@@ -15,6 +15,11 @@ export interface RetentionOptions {
   intervalMs: number;
   /** Rows per DELETE statement. */
   batch: number;
+  /**
+   * How long after its id was made a request may still commit, ms (30 s when not given): the
+   * byte rule takes rows with older ids as counted once a pass has counted past them.
+   */
+  lateMs?: number;
 }
 
 interface Deps {
@@ -27,6 +32,8 @@ const maxTouched = 100_000;
 const webhookPage = 500;
 /** Rows read per statement while summing a webhook's payload sizes for the byte budget. */
 const sizePage = 1000;
+/** Webhooks whose stored bytes the byte rule remembers; past it, it forgets them all (and counts again). */
+const maxCounted = 100_000;
 /**
  * Held by the instance running an age pass ("hookr"). Distinct from the other advisory keys:
  * migrations 0x686f6f6b79, webhook creation 0x686f6f6b7a, and the INSERT's per-webhook locks
@@ -53,6 +60,12 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   let closed = false;
+  const lateMs = opts.lateMs ?? 30_000;
+  // What the byte rule found for a webhook: at most `bytes` of payload are stored in rows whose
+  // ids are up to `upto`. Rows below `upto` only ever go (deletions, by anyone) — a request
+  // commits within `lateMs` of its id — so it stays an upper bound, and the next pass need only
+  // size the rows after `upto`: a webhook under its budget costs its new rows, not all of them.
+  const counted = new Map<string, { bytes: number; upto: string }>();
 
   /**
    * Repeats a bounded DELETE until it deletes less than a full batch, or the job is closed.
@@ -98,31 +111,50 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
     );
   }
 
-  async function byBytes(webhookId: string): Promise<void> {
-    // Walks the webhook's rows newest first, a page at a time down the (webhook_id, id) index,
-    // summing their payload sizes until the budget is passed: that row and everything older go.
-    // The walk is bounded by the budget (and, with maxRequests, by that count), not by the
-    // table. octet_length reads a text's stored length without detoasting the payload.
-    let total = 0;
+  /**
+   * Sums the payload sizes of a webhook's rows after `after` (all of them when undefined), newest
+   * first, a page at a time down the (webhook_id, id) index, until they pass `budget`: `cut` is
+   * the row that passed it (it and everything older are over), `bytes` the sum of the rows before
+   * it. octet_length reads a text's stored length without detoasting the payload.
+   */
+  async function sizes(webhookId: string, after: string | undefined, budget: number): Promise<{ bytes: number; cut: string | undefined }> {
+    let bytes = 0;
     let before: string | undefined;
-    let oldestKept: string | undefined;
-    while (oldestKept === undefined && !closed) {
+    while (!closed) {
       const page = await sql<{ id: string; bytes: number }[]>`
         select id::text as id, octet_length(payload) as bytes from requests
-        where webhook_id = ${webhookId} ${before === undefined ? sql`` : sql`and id < ${before}::uuid`}
+        where webhook_id = ${webhookId}
+          ${after === undefined ? sql`` : sql`and id > ${after}::uuid`}
+          ${before === undefined ? sql`` : sql`and id < ${before}::uuid`}
         order by requests.id desc limit ${sizePage}`;
+      metrics.retentionSized.inc(page.length);
       for (const row of page) {
-        total += row.bytes;
-        if (total > opts.maxBytes) {
-          oldestKept = row.id;
-          break;
-        }
+        if (bytes + row.bytes > budget) return { bytes, cut: row.id };
+        bytes += row.bytes;
       }
       if (page.length < sizePage) break;
       before = page[page.length - 1]!.id;
     }
-    if (oldestKept === undefined) return;
-    const last = oldestKept;
+    return { bytes, cut: undefined };
+  }
+
+  async function byBytes(webhookId: string): Promise<void> {
+    // Taken before anything is read: rows with ids up to here that are not stored yet never will be.
+    const upto = requestIdFloor(Date.now() - lateMs);
+    const known = counted.get(webhookId);
+    if (known !== undefined) {
+      // Under the budget with what was there (at most) and what came since: nothing to delete.
+      const fresh = await sizes(webhookId, known.upto, opts.maxBytes - known.bytes);
+      if (fresh.cut === undefined) return void counted.set(webhookId, { bytes: known.bytes + fresh.bytes, upto });
+    }
+    // Every row, newest first, until the budget is passed: that row and everything older go.
+    // Bounded by the budget (and, with maxRequests, by that count), not by the table.
+    const all = await sizes(webhookId, undefined, opts.maxBytes);
+    if (closed) return;
+    if (counted.size >= maxCounted) counted.clear();
+    counted.set(webhookId, { bytes: all.bytes, upto });
+    if (all.cut === undefined) return;
+    const last = all.cut;
     await deleteInBatches('max_bytes', () =>
       deleteRequests(sql, sql`select id from requests where webhook_id = ${webhookId} and id <= ${last}::uuid limit ${opts.batch}`),
     );

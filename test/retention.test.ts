@@ -2,11 +2,14 @@ import postgres from 'postgres';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { requestIdFloor } from '../src/protocol.js';
-import { ageLockKey } from '../src/retention.js';
+import { createLogger } from '../src/log.js';
+import { createMetrics } from '../src/metrics.js';
+import { ageLockKey, createRetention } from '../src/retention.js';
 import { createStore } from '../src/store.js';
 import { scratchDatabase } from './support/db.js';
 import { uuidV7 } from './support/ids.js';
 import { eventually, figures, metric } from './support/observe.js';
+import { sleep } from './support/instances.js';
 import { createWebhook, startServer, uniqueId } from './support/server.js';
 
 const hour = 3600_000;
@@ -308,6 +311,46 @@ job('two instances on one database: one age pass at a time, the backlog and its 
     release();
     await holder;
     await Promise.all([a.close(), b.close()]);
+  }
+});
+
+job('the byte rule sizes only the rows stored since its last pass while a webhook stays under its budget', async (ctx) => {
+  const metrics = createMetrics();
+  const retention = createRetention(
+    ctx.sql,
+    { maxRequests: 0, maxBytes: 150_000, maxAgeMs: 0, intervalMs: 20, batch: 1000, lateMs: 0 },
+    { metrics, log: createLogger('silent') },
+  );
+  const sized = () => metrics.retentionSized.value;
+  // Until a pass is over: the count stops moving.
+  const passOver = async () => {
+    for (let last = -1; last !== sized(); ) {
+      last = sized();
+      await sleep(150);
+    }
+  };
+  const id = uniqueId('sized');
+  await createStore(ctx.sql).createWebhook(id, null);
+  try {
+    await seedSized(ctx.sql, id, 100, 1000, 60_000);
+    retention.start();
+    // The first pass sizes every row of every webhook: 100 here, others' too.
+    await eventually(() => sized() >= 100, 5000, 'the first pass');
+    await passOver();
+    const afterFirst = sized();
+    const fresh = await seedSized(ctx.sql, id, 10, 1000, 0);
+    retention.written([{ id: fresh[0]!, webhookId: id, json: '' }]);
+    await eventually(() => sized() > afterFirst, 5000, 'the second pass');
+    await passOver();
+    assert.is(sized() - afterFirst, 10, 'the ten new rows, not the 110');
+    assert.is((await idsOf(ctx.sql, id)).length, 110, 'under the budget: all kept');
+    // Past the budget (170 × 1,000 bytes against 150,000): every row is sized, the oldest 20 go.
+    const more = await seedSized(ctx.sql, id, 60, 1000, -1000);
+    retention.written([{ id: more[0]!, webhookId: id, json: '' }]);
+    await eventually(async () => (await idsOf(ctx.sql, id)).length === 150, 5000, 'trimmed to the budget');
+    assert.equal((await idsOf(ctx.sql, id)).slice(-60), more, 'the newest are kept');
+  } finally {
+    await retention.close();
   }
 });
 
