@@ -1,7 +1,6 @@
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import { requestIdFloor } from './protocol.js';
-import type { Cursor, CapturedRow, Positions, Store } from './store.js';
+import { noRequest, type Cursor, type CapturedRow, type Positions, type Store } from './store.js';
 
 export interface RelayOptions {
   /** Rows read from Postgres per query while filling a gap. */
@@ -50,8 +49,6 @@ interface Room {
 // and other instances' batches keep arriving with their rows (NATS).
 const maxHeld = 64;
 
-// Below every request id, and a valid `since` (it replays everything).
-const nobody = requestIdFloor(0);
 
 /**
  * Publishes every committed request to the rooms served by this instance exactly once and in
@@ -125,7 +122,7 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
           const next = Math.min(...room.held.keys());
           if (!heldBefore.has(next)) continue;
           log.warn('relay: no rows between a room\'s cursor and a held batch', { webhookId: room.webhookId, at: room.at.position, next });
-          room.at = { position: next - 1, id: nobody };
+          room.at = { position: next - 1, id: noRequest };
           room.whole = true;
         }
         // Held batches that were committed after the read began are released on the next turn.
@@ -182,7 +179,7 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
       if (room === undefined) {
         const loading: Room = {
           webhookId,
-          at: { position: 0, id: nobody },
+          at: { position: 0, id: noRequest },
           whole: true,
           loaded: store.standing(webhookId).then((standing) => {
             // Gone already: the first check reports it deleted.

@@ -160,8 +160,8 @@ function cut(rows: readonly { id: string; bytes: number; n: string; upto: string
   return { ids, bytes, more: rows.length > ids.length };
 }
 
-/** The id of a cursor that stands before every request: no batch of the webhook is left. */
-const noRequest = requestIdFloor(0);
+/** Below every request id: the id of a cursor with no request before it (a valid `since`, replaying everything). */
+export const noRequest = requestIdFloor(0);
 
 /** Serialises webhook creation while a limit is counted ("hooky" + 1; migrations hold "hooky"). */
 const createLockKey = 0x686f6f6b7a;
@@ -346,12 +346,6 @@ export function createStore(sql: Sql) {
       const position = new Map(page.ids.map((id, i) => [id, page.positions[i]!]));
       const found = await payloadRows(webhookId, page.ids);
       return { rows: found.map((r) => ({ id: r.id, position: position.get(r.id)!, json: r.payload })), truncated: page.more };
-    },
-
-    /** The newest committed request id of a webhook (the last of its newest batch still stored), or null. */
-    async latestRequestId(webhookId: string): Promise<string | null> {
-      const latest = await store.latest(webhookId);
-      return latest === null || latest.id === noRequest ? null : latest.id;
     },
 
     /**
