@@ -97,19 +97,25 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     const url = req.getUrl();
     const headers: Record<string, string> = Object.create(null);
     let headerCount = 0;
-    let headerBytes = 0;
+    // UTF-16 units, not bytes: a unit is 1–3 bytes of UTF-8, so while 3 × the units fit the
+    // limit the bytes do too, and only a request near the limit pays for counting its bytes.
+    let headerUnits = 0;
+    let repeated = 0;
     let framing: HttpError | undefined;
     let contentLength: string | undefined;
     req.forEach((name, value) => {
       headerCount++;
-      // Names are ASCII (uWS's parser takes only token bytes); values may not be.
-      headerBytes += name.length + Buffer.byteLength(value);
+      headerUnits += name.length + value.length;
       if (name === 'content-length') {
         contentLength ??= value;
         if (value !== contentLength) framing = conflictingLength;
       }
       // RFC 6265 §5.4: the cookie-pairs of one request are separated by "; ".
-      headers[name] = name in headers ? `${headers[name]}${name === 'cookie' ? '; ' : ', '}${value}` : value;
+      if (!(name in headers)) headers[name] = value;
+      else {
+        headers[name] = `${headers[name]}${name === 'cookie' ? '; ' : ', '}${value}`;
+        repeated += name.length - 2;
+      }
     });
     // RFC 9112 §6.1, §6.3: a body whose length two readers could disagree on is how requests are
     // smuggled past a proxy. uWS decodes any Transfer-Encoding as chunked and uses the first
@@ -121,7 +127,7 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     if (framing !== undefined) return refuse(ex, framing);
     // Headers are stored with every capture: their limits bound a row as the body limit does.
     if (headerCount > opts.maxHeaders) return refuse(ex, tooManyHeaders);
-    if (headerBytes > opts.maxHeaderBytes) return refuse(ex, headersTooLarge);
+    if (headerUnits * 3 > opts.maxHeaderBytes && headerBytesOf(headers, repeated) > opts.maxHeaderBytes) return refuse(ex, headersTooLarge);
     const method = req.getCaseSensitiveMethod().toUpperCase();
     ex.head = method === 'HEAD';
     const facts: RequestFacts = {
@@ -172,6 +178,18 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
 }
 
 const noopBody = '{"ok":true}';
+
+/**
+ * The bytes of the header names and values the request held. Names are ASCII (uWS's parser
+ * takes only token bytes); values may not be. A repeated header's values were joined with ", "
+ * or "; " and its name kept once: `repeated` is what that took away (the name less the joint,
+ * per repeat).
+ */
+function headerBytesOf(headers: Record<string, string>, repeated: number): number {
+  let bytes = repeated;
+  for (const name in headers) bytes += name.length + Buffer.byteLength(headers[name]!);
+  return bytes;
+}
 const answeredBelow = () => {};
 const continueExpected = /^100-continue$/i;
 

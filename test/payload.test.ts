@@ -28,4 +28,20 @@ test('utf8 bodies are text, others base64, and both round-trip byte for byte', (
   assert.is(empty.timestamp, '1970-01-01T00:00:00.000Z');
 });
 
+test('the JSON is JSON.stringify of the payload, whatever the request holds', () => {
+  const nasty = 'q"uote \\ back\u0000nul\n\u2028 é ✓ \ud83d\ude00';
+  const cases = [
+    { ...facts, headers: {} },
+    { method: 'PATCH', path: `/a/${nasty}`, headers: { 'x-a': nasty, cookie: 'a=1; b="2"', 'user-agent': nasty }, rawQuery: `a=1&b=${encodeURIComponent(nasty)}&a=2&c="\\`, sourceIp: nasty },
+    { method: 'GET', path: '/', headers: Object.assign(Object.create(null) as Record<string, string>, { __proto__: 'x', 'user-agent': 'curl/8' }), rawQuery: '__proto__=1', sourceIp: '127.0.0.1' },
+  ];
+  const bodies = [Buffer.alloc(0), Buffer.from(nasty), Buffer.from([0, 1, 2, 255, 254]), Buffer.from('{"a":[1,2,{"b":"c\\"d"}]}')];
+  for (const f of cases)
+    for (const body of bodies)
+      for (const now of [new Date(0), new Date(1764672000123)]) {
+        const { payload, json } = buildPayload('0190a8a0-0000-7000-8000-000000000000', 'w_1-x', f, body, now);
+        assert.is(json, JSON.stringify(payload));
+      }
+});
+
 test.run();
