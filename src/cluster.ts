@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import { startEmbedded, type Embedded } from './db/embedded.js';
 import { migrate } from './db/migrate.js';
 import type { Logger } from './log.js';
+import { createSiblingRouter } from './siblings.js';
 
 /**
  * `HOOKY_WORKERS=N`: one primary process and N workers, each its own uWS app on the same port.
@@ -18,8 +19,9 @@ import type { Logger } from './log.js';
  *
  * The primary serves nothing itself. It starts the embedded PostgreSQL when DATABASE_URL is
  * unset, runs the migrations once, forks the workers with the DATABASE_URL, restarts a worker
- * that dies (with backoff), answers the workers' requests for the service's metrics, and on
- * SIGTERM or SIGINT forwards the signal, waits for every worker to finish its own shutdown
+ * that dies (with backoff), answers the workers' requests for the service's metrics, hands on
+ * the workers' batches for the rooms other workers serve (siblings.ts), and on SIGTERM or
+ * SIGINT forwards the signal, waits for every worker to finish its own shutdown
  * (server.ts), then stops the embedded PostgreSQL.
  */
 
@@ -61,7 +63,13 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
   }
 
   const aggregator = new AggregatorRegistry();
+  // The workers' batches for rooms another worker serves (siblings.ts).
+  const siblings = createSiblingRouter((id, message) => {
+    const worker = cluster.workers?.[id];
+    if (worker?.isConnected()) worker.send(message);
+  });
   cluster.on('message', (worker: Worker, message: Message) => {
+    if (siblings.message(worker.id, message)) return;
     if (message?.type !== 'hooky:metrics-request') return;
     const reply = (m: Message) => worker.isConnected() && worker.send(m);
     aggregator.clusterMetrics().then(
@@ -95,11 +103,14 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
       worker.on('message', (message: Message) => {
         if (message?.type !== 'hooky:listening' || listening) return;
         listening = true;
+        // Only now: its bus listens to the channel once its server is up.
+        siblings.joined(worker.id);
         log.debug('worker listening', { worker: worker.id, pid: worker.process.pid });
         resolve(message);
       });
       worker.on('exit', (code, signal) => {
         slot.worker = undefined;
+        siblings.left(worker.id);
         if (!listening) reject(new Error(`worker ${worker.id} exited (${signal ?? `code ${code}`}) before it listened`));
         if (!started) return abortStart(new Error(`worker ${worker.id} exited (${signal ?? `code ${code}`}) during start-up`));
         if (stopping) {

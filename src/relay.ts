@@ -9,6 +9,12 @@ export interface RelayOptions {
   fillMaxBytes: number;
   /** Pause between checks of the positions of every room served here, ms. */
   checkIntervalMs: number;
+  /**
+   * Where other instances' batches arrive with their rows (NATS, the workers' handover), how
+   * long a batch held past a gap waits for the batch before it to arrive so, ms, before the
+   * gap is read from Postgres. 0 (the NOTIFY bus, where no rows arrive): read at once.
+   */
+  holdGraceMs?: number;
 }
 
 interface Deps {
@@ -42,6 +48,8 @@ interface Room {
   /** Postgres may hold rows after `at` that were not published: read them. */
   stale: boolean;
   filling: boolean;
+  /** A fill is due once `holdGraceMs` is out. */
+  waiting: boolean;
 }
 
 // Batches held per room while a gap is read; past it a batch is left to the read (it is
@@ -77,6 +85,16 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
     deps.publish(rows);
     room.at = { position, id: rows[rows.length - 1]!.id };
     room.whole = true;
+  }
+
+  const graceMs = opts.holdGraceMs ?? 0;
+  function later(room: Room) {
+    if (room.waiting) return;
+    room.waiting = true;
+    setTimeout(() => {
+      room.waiting = false;
+      void fill(room);
+    }, graceMs).unref();
   }
 
   /** Publishes the held batches that now come next. */
@@ -193,6 +211,7 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
           held: new Map(),
           stale: false,
           filling: false,
+          waiting: false,
         };
         room = loading;
         rooms.set(webhookId, room);
@@ -231,7 +250,9 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
           continue;
         } else if (room.held.size >= maxHeld) room.stale = true;
         else room.held.set(position, list);
-        void fill(room);
+        // Past a gap: the batch before it may be on its way with its rows (holdGraceMs).
+        if (graceMs > 0 && !room.stale && position !== undefined && position > room.at.position + 1) later(room);
+        else void fill(room);
       }
     },
 

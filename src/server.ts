@@ -23,6 +23,7 @@ import { createRetention } from './retention.js';
 import { createSearch } from './search.js';
 import { registerStatic } from './static.js';
 import { createRelay } from './relay.js';
+import { handoverGraceMs, processChannel, withSiblings } from './siblings.js';
 import { createStore, type Webhook } from './store.js';
 import { listen, type Listener } from './listener.js';
 import { uws } from './uws.js';
@@ -75,7 +76,14 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   };
   const relay = createRelay(
     // A fill reads at most what one INSERT batch may hold.
-    { fillLimit: config.reads.replayLimit, fillMaxBytes: config.writer.maxBytes, checkIntervalMs: 1000 },
+    {
+      fillLimit: config.reads.replayLimit,
+      fillMaxBytes: config.writer.maxBytes,
+      checkIntervalMs: 1000,
+      // Other instances' batches come with their rows over NATS and, between workers, over the
+      // primary (siblings.ts): one held past a gap waits a moment for the one before it.
+      holdGraceMs: config.bus.natsServers !== undefined || cluster.isWorker ? handoverGraceMs : 0,
+    },
     { store, log, metrics, publish: (rows) => realtime.publish(rows), deleted: deletedElsewhere },
   );
   const heard: BusHandlers = {
@@ -88,7 +96,9 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   };
   const bus =
     config.bus.natsServers === undefined
-      ? await createNotifyBus(db, heard, log)
+      ? cluster.isWorker
+        ? await withSiblings((handlers) => createNotifyBus(db, handlers, log), processChannel(), heard, log)
+        : await createNotifyBus(db, heard, log)
       : await createNatsBus({ servers: config.bus.natsServers, prefix: config.bus.natsPrefix }, heard, log).catch(async (err: unknown) => {
           relay.close();
           metrics.close();

@@ -125,6 +125,41 @@ serving('/metrics describes the whole service: captures on both workers add up, 
   }
 });
 
+serving('a capture on one worker reaches the room on the other exactly once and in order, handed over by the primary rather than read back from Postgres', async () => {
+  const r = await spawnMain({ DATABASE_URL: await testDatabaseUrl(), HOOKY_WORKERS: '2' }, 60_000);
+  const clients = Array.from({ length: 6 }, () => createClient(r.url));
+  try {
+    const id = `siblings-${Date.now().toString(36)}`;
+    assert.is((await exchange(`${r.url}/api/webhooks`, false, 'POST', JSON.stringify({ id }))).status, 201);
+    const got = clients.map(() => [] as string[]);
+    clients.forEach((c, i) => c.on('new-request', (req: CapturedRequest) => got[i]!.push(req.id)));
+    await Promise.all(clients.map((c) => c.join(id)));
+    // Six WebSockets, the only connections open: the kernel spread them over both workers.
+    const held = connectionsByPid(children(r.child.pid!), r.port);
+    assert.ok(held.size === 2 && [...held.values()].every((n) => n > 0), `both workers serve the room: ${JSON.stringify([...held])}`);
+    const acked: string[] = [];
+    // One after the other, each on a new connection (either worker): the order is the answers'.
+    for (let i = 0; i < 40; i++) {
+      const answer = await exchange(`${r.url}/h/${id}`, false, 'POST', `n${i}`);
+      assert.is(answer.status, 200);
+      acked.push((JSON.parse(answer.text) as { id: string }).id);
+    }
+    await eventually(() => got.every((g) => g.length >= acked.length), 10_000, 'every capture on every client');
+    await new Promise((res) => setTimeout(res, 500)); // room for a late duplicate to show
+    for (const g of got) assert.equal(g, acked, 'each client: every capture, once, in order');
+    // Each capture reaches the worker that did not commit it. Read back from Postgres, every one
+    // would count here (NOTIFY alone: 40); handed over, the read happens only when NOTIFY's
+    // message outran the primary's.
+    const { text } = await exchange(`${r.url}/metrics`, false);
+    const filled = sample(text, 'hooky_relay_filled_total');
+    assert.ok(filled < acked.length / 2, `read back from Postgres: ${filled} of ${acked.length}`);
+    figures('a room on both workers', { connections: Object.fromEntries(held), captures: acked.length, readBackFromPostgres: filled });
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    assert.is(await stopped(r), 0);
+  }
+});
+
 serving('a worker that cannot start fails the start-up: exit 1 with its reason, and no replacement is started', async () => {
   const busy = createNetServer();
   await new Promise<void>((res) => busy.listen(0, '127.0.0.1', res));

@@ -41,11 +41,11 @@ function fakeStore() {
   return { store, commit, reads, recreate };
 }
 
-function relayOver(store: Store, checkIntervalMs = 60_000) {
+function relayOver(store: Store, checkIntervalMs = 60_000, holdGraceMs = 0) {
   const published: string[] = [];
   const deleted: string[] = [];
   const relay = createRelay(
-    { fillLimit: 2, fillMaxBytes: 1 << 20, checkIntervalMs },
+    { fillLimit: 2, fillMaxBytes: 1 << 20, checkIntervalMs, holdGraceMs },
     { store, log: createLogger('silent'), metrics: createMetrics(), publish: (rows) => published.push(...rows.map((r) => r.id)), deleted: (id) => deleted.push(id) },
   );
   return { relay, published, deleted };
@@ -76,6 +76,30 @@ test('a batch past a gap is held until the gap is read from Postgres, then both 
   assert.equal(published, [], 'held');
   await settle();
   assert.equal(published, ['x1', 'x2', 'x3', 'm'], 'the gap (read in pages of 2) first, then the held batch, once each');
+  relay.close();
+});
+
+test('with a hold grace, a batch past a gap waits for the batch before it to arrive with its rows; only one that does not come is read', async () => {
+  const { store, commit, reads } = fakeStore();
+  const { relay, published } = relayOver(store, 60_000, 40);
+  assert.is(await relay.watch('w'), null);
+  const theirs = commit('x'); // another worker's, on its way with its rows
+  const mine = commit('m');
+  relay.committed(mine.rows, new Map([['w', mine.position]]));
+  await settle();
+  assert.equal(published, [], 'held, and not read yet');
+  relay.committed(theirs.rows, new Map([['w', theirs.position]]));
+  await settle();
+  assert.equal(published, ['x', 'm'], 'both in commit order as soon as the gap closed');
+  commit('y'); // never arrives with its rows
+  const next = commit('n');
+  relay.committed(next.rows, new Map([['w', next.position]]));
+  await settle();
+  assert.equal(published, ['x', 'm']);
+  assert.is(reads.length, 0, 'nothing read from Postgres so far');
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(published, ['x', 'm', 'y', 'n'], 'the grace out: the gap read, then the held batch');
+  assert.is(reads.length, 1);
   relay.close();
 });
 
