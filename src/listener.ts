@@ -51,7 +51,7 @@ export async function listen(app: TemplatedApp, options: ListenOptions, deps: { 
   }
 
   const limit = openFileLimit();
-  const reserve = Math.min(1024, Math.max(32, Math.floor(limit / 16)));
+  const reserve = acceptReserve(limit);
   const high = limit - reserve;
   const low = limit - 2 * reserve;
   // Under waves of connections a pause and a resume happen again and again: each is said once.
@@ -112,8 +112,11 @@ export async function listen(app: TemplatedApp, options: ListenOptions, deps: { 
   };
 }
 
+/** Descriptors kept free under `limit`: past `limit − reserve` open, new connections are refused. */
+export const acceptReserve = (limit: number) => Math.min(1024, Math.max(32, Math.floor(limit / 16)));
+
 /** The soft limit on open files (Node raises it to the hard limit at start), or Infinity. */
-function openFileLimit(): number {
+export function openFileLimit(): number {
   try {
     const line = readFileSync('/proc/self/limits', 'utf8')
       .split('\n')
