@@ -190,6 +190,7 @@ function headerBytesOf(headers: Record<string, string>, repeated: number): numbe
   for (const name in headers) bytes += name.length + Buffer.byteLength(headers[name]!);
   return bytes;
 }
+
 const answeredBelow = () => {};
 const continueExpected = /^100-continue$/i;
 

@@ -88,12 +88,14 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
   }
 
   const graceMs = opts.holdGraceMs ?? 0;
+  let closed = false;
   function later(room: Room) {
     if (room.waiting) return;
     room.waiting = true;
     setTimeout(() => {
       room.waiting = false;
-      void fill(room);
+      // Closed: the shutdown is ending the pool this would read from.
+      if (!closed) void fill(room);
     }, graceMs).unref();
   }
 
@@ -275,6 +277,7 @@ export function createRelay(opts: RelayOptions, deps: Deps) {
 
     /** Stops the periodic check. Safe to call twice. */
     close(): void {
+      closed = true;
       clearInterval(timer);
     },
   };

@@ -92,10 +92,11 @@ export async function withSiblings(
       log.error('siblings: handling a message failed', { type: m.type, err });
     }
   });
+  let closed = false;
   const announce = (webhookId: string) => {
     const position = waiting.get(webhookId);
     waiting.delete(webhookId);
-    if (position !== undefined) handlers.committed(webhookId, position);
+    if (position !== undefined && !closed) handlers.committed(webhookId, position);
   };
   const bus = await start({
     ...handlers,
@@ -135,6 +136,7 @@ export async function withSiblings(
       channel.send({ type: 'hooky:watch', webhookId, on: false });
     },
     async close() {
+      closed = true;
       stop();
       await bus.close();
     },
