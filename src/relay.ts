@@ -57,7 +57,6 @@ interface Room {
 // and other instances' batches keep arriving with their rows (NATS).
 const maxHeld = 64;
 
-
 /**
  * Publishes every committed request to the rooms served by this instance exactly once and in
  * commit order, whichever instance committed it. A room's cursor (`at`) is the last request

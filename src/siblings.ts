@@ -101,7 +101,7 @@ export async function withSiblings(
   const bus = await start({
     ...handlers,
     committed(webhookId, position, rows) {
-      // Not known (a settled batch): looked up at once, as nothing else will tell.
+      // A position not known (a settled batch) is looked up at once: nothing else will tell.
       if (position === undefined || rows !== undefined) return handlers.committed(webhookId, position, rows);
       const before = waiting.get(webhookId);
       if (before !== undefined) return void waiting.set(webhookId, Math.max(before, position));
