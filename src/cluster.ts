@@ -88,6 +88,7 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
   const slots = Array.from({ length: config.server.workers }, () => ({ failures: 0, worker: undefined as Worker | undefined, restart: undefined as NodeJS.Timeout | undefined }));
   /** Whether a worker ended its shutdown with a status other than 0. */
   let unclean = false;
+  let stopSignal: NodeJS.Signals | undefined;
   let allExited: () => void = () => {};
   const exitedAll = new Promise<void>((r) => (allExited = r));
   const running = () => slots.some((s) => s.worker !== undefined);
@@ -114,7 +115,9 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
         if (!listening) reject(new Error(`worker ${worker.id} exited (${signal ?? `code ${code}`}) before it listened`));
         if (!started) return abortStart(new Error(`worker ${worker.id} exited (${signal ?? `code ${code}`}) during start-up`));
         if (stopping) {
-          if (code !== 0) unclean = true;
+          // One that had not listened yet and ended by the shutdown's own signal (forked so
+          // recently it had no handler) had nothing to finish: that is a clean stop too.
+          if (code !== 0 && !(signal === stopSignal && !listening)) unclean = true;
           log.debug('worker stopped', { worker: worker.id, pid: worker.process.pid, code, signal });
           if (!running()) allExited();
           return;
@@ -161,6 +164,7 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
   const stoppedPromise = new Promise<number>((r) => (stopped = r));
   async function shutdown(signal: NodeJS.Signals) {
     stopping = true;
+    stopSignal = signal;
     for (const s of slots) clearTimeout(s.restart);
     // Each worker runs the documented shutdown order of server.ts on its own.
     for (const s of slots) s.worker?.process.kill(signal);

@@ -22,10 +22,38 @@ const failed = (err: unknown): never => {
   process.exit(1);
 };
 
+/**
+ * Runs `start` with SIGTERM and SIGINT held: a signal that arrives before it ends (a replacement
+ * worker still loading, embedded Postgres still starting) is returned, to run the same shutdown
+ * once there is something to shut down, rather than killing the process half-started. A second
+ * signal gives up at once, except in a worker (see the worker's `stop`).
+ */
+async function withSignalsHeld<T>(start: Promise<T>): Promise<{ value: T; signal?: NodeJS.Signals }> {
+  let signal: NodeJS.Signals | undefined;
+  const hold = (s: NodeJS.Signals) => {
+    if (signal === undefined) {
+      signal = s;
+      log.info(`${s} during start-up: shutting down once started`);
+    } else if (!cluster.isWorker) {
+      log.warn(`${s} again: exiting during start-up`);
+      process.exit(130);
+    }
+  };
+  process.on('SIGTERM', hold);
+  process.on('SIGINT', hold);
+  try {
+    return { value: await start.catch(failed), ...(signal ? { signal } : {}) };
+  } finally {
+    process.off('SIGTERM', hold);
+    process.off('SIGINT', hold);
+  }
+}
+
 let listening: { address: string; url: string; port: number };
+let heldSignal: NodeJS.Signals | undefined;
 if (config.server.workers > 1 && cluster.isPrimary) {
   // HOOKY_WORKERS: this process starts the workers and serves nothing itself (cluster.ts).
-  const service = await startPrimary(config, log).catch(failed);
+  const { value: service, signal } = await withSignalsHeld(startPrimary(config, log));
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -51,8 +79,9 @@ if (config.server.workers > 1 && cluster.isPrimary) {
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   listening = service;
+  if ((heldSignal = signal)) stop(signal);
 } else {
-  const server = await createServer(config, log).catch(failed);
+  const { value: server, signal } = await withSignalsHeld(createServer(config, log));
   // The shutdown order is the server's (see server.ts); a second signal skips it. A worker's
   // second signal is the primary forwarding what the terminal already sent the whole group:
   // the primary decides when to give up on a worker.
@@ -83,11 +112,12 @@ if (config.server.workers > 1 && cluster.isPrimary) {
     log.debug(`worker listening on ${server.address}`, { port: server.port });
   }
   listening = server;
+  if ((heldSignal = signal)) stop(signal);
 }
 
 // Logged once the signals are handled: whoever reads the listening line may stop hooky at once.
-// With workers, the primary says it once for all of them.
-if (cluster.isPrimary) {
+// With workers, the primary says it once for all of them. Not said when a held signal is stopping it.
+if (cluster.isPrimary && heldSignal === undefined) {
   if (config.auth.apiToken === undefined && !isLoopback(config.server.host)) {
     log.warn(
       `the REST API and /ws need no token and are reachable on ${listening.address}: anyone who reaches this port can list, read and delete ` +

@@ -275,6 +275,22 @@ restart('a worker killed with SIGKILL is logged and replaced on the same port; c
   }
 });
 
+restart('a SIGTERM while a replacement is still starting stops the service cleanly (exit 0)', async () => {
+  const r = await spawnMain({ DATABASE_URL: await testDatabaseUrl(), HOOKY_WORKERS: '2' }, 60_000);
+  try {
+    const [victim] = children(r.child.pid!) as [number, number];
+    process.kill(victim, 'SIGKILL');
+    // The replacement is forked 250 ms later; the signal lands while it loads and connects.
+    await eventually(() => children(r.child.pid!).length === 2 && !children(r.child.pid!).includes(victim), 30_000, 'a new worker');
+    r.child.kill('SIGTERM');
+    assert.is(await r.exited, 0, r.output());
+    assert.not.match(r.output(), /"msg":"worker restarted on port/, 'the signal came before the replacement listened');
+    assert.match(r.output(), /"msg":"stopped"\}\s*$/);
+  } finally {
+    r.child.kill('SIGKILL');
+  }
+});
+
 restart('an SDK client on a worker killed with SIGKILL reconnects and resumes: every capture answered 2xx reaches it exactly once', async () => {
   const dbUrl = await testDatabaseUrl();
   const r = await spawnMain({ DATABASE_URL: dbUrl, HOOKY_WORKERS: '2' }, 60_000);

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,8 @@ import { figures } from './support/observe.js';
 import { runMain, spawnMain } from './support/process.js';
 import { createWebhook } from './support/server.js';
 import { joined } from './support/ws.js';
+
+const mainTs = new URL('../src/main.ts', import.meta.url).pathname;
 
 const startup = suite('main: start-up');
 
@@ -219,6 +222,32 @@ embedded('without DATABASE_URL: starts embedded Postgres, keeps data across rest
       assert.is(await second.exited, 0);
     }
   } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+embedded('a SIGTERM while embedded Postgres initialises waits for the start, then shuts down: exit 0, no postmaster left', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hooky-main-'));
+  const child = spawn(process.execPath, ['--import', 'tsx', mainTs], {
+    env: { ...process.env, DATABASE_URL: '', HOOKY_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', HOOKY_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let out = '';
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  try {
+    await new Promise<void>((resolve) =>
+      child.stderr!.on('data', (d) => {
+        out += d;
+        if (out.includes('"msg":"initialising embedded PostgreSQL"')) resolve();
+      }),
+    );
+    child.kill('SIGTERM');
+    assert.is(await exited, 0, out);
+    assert.match(out, /"msg":"SIGTERM during start-up: shutting down once started"/);
+    assert.not.match(out, /hooky listening on/, 'no listening line for a service that is stopping');
+    assert.not.ok(existsSync(join(dataDir, 'pg', 'postmaster.pid')), 'postgres stopped cleanly');
+  } finally {
+    child.kill('SIGKILL');
     rmSync(dataDir, { recursive: true, force: true });
   }
 });
