@@ -42,6 +42,8 @@ const optionalText = v.pipe(
 const databaseUrl = v.pipe(
   optionalText,
   v.check((s) => s === undefined || /^postgres(ql)?:\/\//.test(s), 'must start with postgres:// or postgresql://'),
+  // `postgres://user@/db` is libpq's, not a URL: postgres.js cannot read it either.
+  v.check((s) => s === undefined || URL.canParse(s), 'must be a URL: postgres://user:password@host:port/database (a Unix socket: postgres://user@localhost/database?host=/var/run/postgresql)'),
 );
 
 /** Comma-separated NATS servers, nats://host:port or tls://host:port; unset: the bus is LISTEN/NOTIFY. */

@@ -92,6 +92,11 @@ test('every problem is listed in one error', () => {
   assert.match(message, /PORT="70000": must be at most 65535/);
 });
 
+test('DATABASE_URL: a URL postgres.js can read, a Unix socket named the libpq way', () => {
+  assert.throws(() => loadConfig({ DATABASE_URL: 'postgres://u@/db' }), /DATABASE_URL="postgres:\/\/u@\/db": must be a URL: .*\?host=\/var\/run\/postgresql/);
+  assert.is(loadConfig({ DATABASE_URL: 'postgresql:///hooky?host=/var/run/postgresql' }).db.url, 'postgresql:///hooky?host=/var/run/postgresql');
+});
+
 test('the writer leaves a pool connection to everything else', () => {
   assert.throws(() => loadConfig({ HOOKY_WRITER_FLUSHES: '10', HOOKY_PG_POOL_SIZE: '10' }), /HOOKY_WRITER_FLUSHES=10: must be below HOOKY_PG_POOL_SIZE \(10\)/);
   assert.is(loadConfig({ HOOKY_WRITER_FLUSHES: '9', HOOKY_PG_POOL_SIZE: '10' }).writer.flushes, 9);

@@ -1,6 +1,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { reconnectDelay } from '../src/db/connect.js';
+import postgres from 'postgres';
+import { openDatabase, reconnectDelay, socketOf } from '../src/db/connect.js';
+import { createLogger } from '../src/log.js';
+import { testDatabaseUrl } from './support/db.js';
 
 const test = suite('db/connect: reconnect delay');
 
@@ -18,3 +21,36 @@ test('starts at 25–50 ms and never exceeds 1 s, however long Postgres has been
 });
 
 test.run();
+
+const socket = suite('db/connect: a Unix socket, named the libpq way');
+
+socket('?host=/dir (and ?port=) become postgres.js options; any other URL is left as it is', () => {
+  assert.equal(socketOf('postgresql:///hooky?host=/var/run/postgresql'), { url: 'postgresql:///hooky', socket: { host: '/var/run/postgresql' } });
+  assert.equal(socketOf('postgres://u:p@localhost:5433/db?host=%2Frun%2Fpg&sslmode=disable'), {
+    url: 'postgres://u:p@localhost:5433/db?sslmode=disable',
+    socket: { host: '/run/pg', port: 5433 },
+  });
+  assert.equal(socketOf('postgres://u@localhost/db?host=/run/pg&port=6000').socket, { host: '/run/pg', port: 6000 });
+  for (const url of ['postgres://u@127.0.0.1:5432/db', 'postgres://u@h/db?host=db.example']) assert.equal(socketOf(url), { url });
+});
+
+socket('hooky connects through the socket directory the test database listens in', async () => {
+  const tcp = await testDatabaseUrl();
+  const probe = postgres(tcp, { max: 1, onnotice: () => {} });
+  const [{ dirs }] = await probe<[{ dirs: string }]>`select current_setting('unix_socket_directories') as dirs`;
+  await probe.end();
+  const dir = dirs.split(',').map((d) => d.trim()).find((d) => d.startsWith('/'));
+  assert.ok(dir, `the test database listens on no Unix socket (unix_socket_directories = '${dirs}')`);
+  const u = new URL(tcp);
+  u.searchParams.set('host', dir);
+  const db = await openDatabase({ url: u.toString(), dataDir: '', poolSize: 2 }, createLogger('warn'));
+  try {
+    const [row] = await db.sql<[{ via: string }]>`select coalesce(inet_client_addr()::text, 'a Unix socket') as via`;
+    assert.is(row.via, 'a Unix socket');
+    if (u.password) assert.not.ok(db.where.includes(u.password), 'the log line hides the password');
+  } finally {
+    await db.close();
+  }
+});
+
+socket.run();

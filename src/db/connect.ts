@@ -20,8 +20,9 @@ export interface Database {
 /** DATABASE_URL when set; otherwise an embedded PostgreSQL kept in HOOKY_DATA_DIR. */
 export async function openDatabase(opts: Config['db'], log: Logger): Promise<Database> {
   const embedded = opts.url === undefined ? await startEmbedded(opts.dataDir, log) : undefined;
-  const url = opts.url ?? embedded!.url;
+  const { url, socket } = socketOf(opts.url ?? embedded!.url);
   const options = {
+    ...socket,
     // Fail fast when Postgres is gone, so captures get a 503 instead of hanging.
     connect_timeout: 5,
     // postgres.js waits (0.5–1) × min(3^failures / 100, 20) s before reconnecting, the failures
@@ -42,6 +43,21 @@ export async function openDatabase(opts: Config['db'], log: Logger): Promise<Dat
         await embedded?.stop();
       })()),
   };
+}
+
+/**
+ * libpq's way to name a Unix socket in a URL, `?host=/run/postgresql` (and `?port=`), as
+ * `postgresql:///hooky?host=/var/run/postgresql`: postgres.js reads a socket directory only from
+ * its `host` option and would send either parameter to the server as a setting, which refuses it.
+ */
+export function socketOf(url: string): { url: string; socket?: { host: string; port?: number } } {
+  const u = new URL(url);
+  const host = u.searchParams.get('host');
+  if (host === null || !host.startsWith('/')) return { url };
+  const port = u.searchParams.get('port') ?? u.port;
+  u.searchParams.delete('host');
+  u.searchParams.delete('port');
+  return { url: u.toString(), socket: { host, ...(port ? { port: Number(port) } : {}) } };
 }
 
 /** Seconds before reconnect attempt `failures`: 50 ms doubling up to 1 s, with jitter. */
