@@ -7,12 +7,12 @@
  * sender alternates between them in 5 s slices (reference, hooky, hooky, reference).
  */
 import { cpus } from 'node:os';
-import { createWebhooks, jsonBody, sleep } from './support/http.js';
+import { createWebhooks, jsonBody, scrape, sleep } from './support/http.js';
 import { paced, type PacedResult } from './support/pacer.js';
 import { cpuOfCluster, machineCpu, startHooky, startReference, type Target } from './support/proc.js';
 import { progress, progressDone } from './support/progress.js';
 import { fmt, result, type BenchContext, type ScenarioResult } from './support/report.js';
-import { percentiles } from './support/stats.js';
+import { histogramOf, percentiles, quantileBetween } from './support/stats.js';
 import { startSubscribers, type OpenResult, type Subscribers } from './support/subscribers.js';
 
 const hotSubs = 200;
@@ -42,6 +42,34 @@ interface Run {
   openFailed: number;
   /** CPU seconds during its slices: the server, its Postgres, the whole machine. */
   cpu: { server: number; postgres: number; machine: number; wall: number };
+}
+
+/** What hooky's own histograms say over its slices: where a capture's wait goes. */
+interface Inside {
+  batches: number;
+  rowsPerBatch: number;
+  batchMs: { p50: number; p99: number };
+  eventLoopDelayMs: { p50: number; p99: number };
+}
+
+const histograms = ['hooky_batch_seconds', 'hooky_event_loop_delay_seconds', 'hooky_batch_rows'] as const;
+type Scrape = Record<(typeof histograms)[number], Map<number, number>> & { rows: number };
+
+async function scrapeHistograms(url: string): Promise<Scrape> {
+  const text = await scrape(url);
+  const rows = Number(/^hooky_batch_rows_sum (\S+)$/m.exec(text)?.[1] ?? NaN);
+  return { ...(Object.fromEntries(histograms.map((h) => [h, histogramOf(text, h)])) as Record<(typeof histograms)[number], Map<number, number>>), rows };
+}
+
+function insideOf(a: Scrape, b: Scrape): Inside {
+  const q = (name: (typeof histograms)[number], p: number) => quantileBetween(a[name], b[name], p);
+  const batch50 = q('hooky_batch_seconds', 0.5);
+  return {
+    batches: batch50.count,
+    rowsPerBatch: (b.rows - a.rows) / batch50.count,
+    batchMs: { p50: batch50.value * 1000, p99: q('hooky_batch_seconds', 0.99).value * 1000 },
+    eventLoopDelayMs: { p50: q('hooky_event_loop_delay_seconds', 0.5).value * 1000, p99: q('hooky_event_loop_delay_seconds', 0.99).value * 1000 },
+  };
 }
 
 interface Side {
@@ -132,6 +160,7 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
   const sides: Side[] = [];
   let hk: Run;
   let ref: Run;
+  let inside: Inside | undefined;
   try {
     await createWebhooks(server.url, [`${tag}-hot`, ...Array.from({ length: coldRooms }, (_, i) => `${tag}-cold-${i}`)]);
     const r = await open('reference', reference, tag, undefined);
@@ -146,9 +175,13 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
     const perSlice = rate * sliceSeconds;
     const order = [r, h, h, r];
     const seen = new Map<Side, number>();
+    let before: Scrape | undefined;
     for (const [i, side] of order.entries()) {
       const k = seen.get(side) ?? 0;
+      // hooky's two slices are back to back: its histograms are read around both.
+      if (side === h && k === 0) before = await scrapeHistograms(server.url);
       await slice(side, k * perSlice, `slice ${i + 1}/${order.length}`);
+      if (side === h && k === 1) inside = insideOf(before!, await scrapeHistograms(server.url));
       seen.set(side, k + 1);
     }
     await sleep(1000);
@@ -177,6 +210,15 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
       { metric: 'delivery latency p99', hooky: fmt.ms(hk.p99), reference: fmt.ms(ref.p99), target: `≤ 2 × reference (${fmt.ratio(hk.p99 / ref.p99)})`, met: hk.p99 <= 2 * ref.p99 },
       { metric: 'delivery latency max', hooky: fmt.ms(hk.max), reference: fmt.ms(ref.max), target: '', met: null },
       {
+        metric: "inside hooky: batches (rows each); batch INSERT + commit p50 / p99; event-loop delay p50 / p99",
+        hooky: inside
+          ? `${fmt.int(inside.batches)} (${inside.rowsPerBatch.toFixed(1)}); ${fmt.ms(inside.batchMs.p50)} / ${fmt.ms(inside.batchMs.p99)}; ${fmt.ms(inside.eventLoopDelayMs.p50)} / ${fmt.ms(inside.eventLoopDelayMs.p99)}`
+          : '—',
+        reference: '—',
+        target: '',
+        met: null,
+      },
+      {
         metric: `deliveries (${hotSubs} subscribers)`,
         hooky: `${fmt.int(hk.deliveries)} of ${fmt.int(hk.expected)}`,
         reference: `${fmt.int(ref.deliveries)} of ${fmt.int(ref.expected)}`,
@@ -200,6 +242,6 @@ export async function run(ctx: BenchContext): Promise<ScenarioResult> {
       },
       { metric: 'duplicates', hooky: fmt.int(hk.duplicates), reference: fmt.int(ref.duplicates), target: '0', met: hk.duplicates === 0 },
     ],
-    { hotSubs, coldSubs, coldRooms, rate, seconds, bodySize, hooky: hk, reference: ref },
+    { hotSubs, coldSubs, coldRooms, rate, seconds, bodySize, hooky: { ...hk, inside }, reference: ref },
   );
 }
