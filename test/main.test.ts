@@ -235,12 +235,14 @@ embedded('a SIGTERM while embedded Postgres initialises waits for the start, the
   let out = '';
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   try {
-    await new Promise<void>((resolve) =>
+    const initialising = new Promise<void>((resolve) =>
       child.stderr!.on('data', (d) => {
         out += d;
         if (out.includes('"msg":"initialising embedded PostgreSQL"')) resolve();
       }),
     );
+    await Promise.race([initialising, exited]);
+    assert.match(out, /"msg":"initialising embedded PostgreSQL"/, 'it was still starting');
     child.kill('SIGTERM');
     assert.is(await exited, 0, out);
     assert.match(out, /"msg":"SIGTERM during start-up: shutting down once started"/);
