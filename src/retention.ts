@@ -93,7 +93,10 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
       sql.begin(async (tx) => {
         const [lock] = await tx<{ held: boolean }[]>`select pg_try_advisory_xact_lock(${ageLockKey}) as held`;
         if (!lock!.held) return undefined;
-        return deleteRequests(tx, tx`select id from requests where id < ${cutoff}::uuid limit ${opts.batch}`);
+        // Ordered, so that it walks the primary key from the oldest: unordered, a table Postgres has
+        // no statistics for is read from the start of its heap (seen: a seq scan of 3.8 million
+        // rows), where, without a vacuum, every row an earlier pass deleted still lies.
+        return deleteRequests(tx, tx`select id from requests where id < ${cutoff}::uuid order by id limit ${opts.batch}`);
       }),
     );
   }
