@@ -5,7 +5,7 @@ import type { Config } from './config.js';
 import { startEmbedded, type Embedded } from './db/embedded.js';
 import { migrate } from './db/migrate.js';
 import type { Logger } from './log.js';
-import { createSiblingRouter } from './siblings.js';
+import { createSiblingRouter, primaryEnd, sendOver } from './siblings.js';
 
 /**
  * `HOOKY_WORKERS=N`: one primary process and N workers, each its own uWS app on the same port.
@@ -66,12 +66,12 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
   // The workers' batches for rooms another worker serves (siblings.ts).
   const siblings = createSiblingRouter((id, message) => {
     const worker = cluster.workers?.[id];
-    if (worker?.isConnected()) worker.send(message);
+    if (worker) sendOver(worker, message);
   });
   cluster.on('message', (worker: Worker, message: Message) => {
     if (siblings.message(worker.id, message)) return;
     if (message?.type !== 'hooky:metrics-request') return;
-    const reply = (m: Message) => worker.isConnected() && worker.send(m);
+    const reply = (m: Message) => sendOver(worker, m);
     aggregator.clusterMetrics().then(
       (text) => reply({ type: 'hooky:metrics', id: message.id, text }),
       (err: Error) => reply({ type: 'hooky:metrics', id: message.id, error: err.message }),
@@ -109,6 +109,9 @@ export async function startPrimary(config: Config, log: Logger): Promise<Service
         log.debug('worker listening', { worker: worker.id, pid: worker.process.pid });
         resolve(message);
       });
+      // Anything else its process reports as an error (a signal that could not be sent, say) is
+      // logged: with no listener, Node would throw it in the primary. Its exit is handled below.
+      worker.on('error', (err) => log.warn(`worker ${worker.id}: ${err.message}`, { worker: worker.id, pid: worker.process.pid }));
       worker.on('exit', (code, signal) => {
         slot.worker = undefined;
         siblings.left(worker.id);
@@ -238,11 +241,7 @@ export function serviceMetrics(): Promise<string> {
 }
 
 /** False when the channel to the primary is closed (a full channel still queues the message). */
-function send(message: Message): boolean {
-  if (!process.connected || !process.send) return false;
-  process.send(message);
-  return true;
-}
+const send = (message: Message): boolean => sendOver(primaryEnd, message);
 
 /** Tags every line a worker logs with its number and pid, so the interleaved lines can be told apart. */
 export function workerLogger(log: Logger): Logger {

@@ -36,13 +36,32 @@ const types: ReadonlySet<unknown> = new Set<SiblingMessage['type']>(['hooky:watc
 // The channel carries cluster.ts's messages too (listening, metrics).
 const isSibling = (m: unknown): m is SiblingMessage => typeof m === 'object' && m !== null && types.has((m as { type?: unknown }).type);
 
+/**
+ * Sends over an IPC channel (`process` in a worker, a `Worker` in the primary) unless it is
+ * closed. The other end can die between that check and the write: the write then fails (EPIPE),
+ * and with no callback Node emits the failure as an `error` event on the channel's owner, which
+ * nothing listens for: the primary crashed so when a sibling's batch went to a worker just killed
+ * with SIGKILL. The end's death is handled where it is reported (its `exit`, or `disconnect`).
+ */
+export function sendOver(end: { isConnected(): boolean; send(message: object, callback: (err: Error | null) => void): boolean }, message: object): boolean {
+  if (!end.isConnected()) return false;
+  end.send(message, ignoreSendError);
+  return true;
+}
+
+const ignoreSendError = () => {};
+
+/** This worker's end of its channel to the primary, in the shape `sendOver` takes. */
+export const primaryEnd = {
+  isConnected: () => process.connected && process.send !== undefined,
+  send: (message: object, callback: (err: Error | null) => void) => process.send!(message, callback),
+};
+
 /** The worker's channel: node:cluster's IPC to the primary. */
 export function processChannel(): Channel {
   return {
-    send: (message) => {
-      // Gone with the primary: the worker is shutting down (cluster.ts), NOTIFY still carries.
-      if (process.connected) process.send?.(message);
-    },
+    // Gone with the primary: the worker is shutting down (cluster.ts), NOTIFY still carries.
+    send: (message) => void sendOver(primaryEnd, message),
     onMessage: (listener) => {
       const on = (m: unknown) => isSibling(m) && listener(m);
       process.on('message', on);

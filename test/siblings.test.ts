@@ -1,8 +1,10 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Bus, BusHandlers } from '../src/bus.js';
 import { inlineMaxBytes } from '../src/natsbus.js';
-import { createSiblingRouter, withSiblings, type Channel, type SiblingMessage } from '../src/siblings.js';
+import { createSiblingRouter, sendOver, withSiblings, type Channel, type SiblingMessage } from '../src/siblings.js';
 import type { CapturedRow } from '../src/store.js';
 
 const test = suite('siblings');
@@ -129,3 +131,34 @@ test("NOTIFY's announcement waits out the grace, so that a sibling's batch, rows
 });
 
 test.run();
+
+const channel = suite('siblings: sendOver');
+
+/** A child on an IPC channel, killed, and this event loop held until it is surely dead: its end is closed, and the close not yet seen here. */
+async function deadChild() {
+  const child = spawn(process.execPath, ['-e', 'process.send("up"); setInterval(() => {}, 1000)'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+  await once(child, 'message');
+  child.kill('SIGKILL');
+  spawnSync('sleep', ['0.2']);
+  const errors: Error[] = [];
+  child.on('error', (err) => errors.push(err));
+  return { child, errors, end: { isConnected: () => child.connected, send: (m: object, cb: (err: Error | null) => void) => child.send(m, cb) } };
+}
+
+channel('a message to an end that died before its death was seen fails quietly: no error event, which crashed the primary', async () => {
+  // What node:cluster does with a bare send in that moment: an `error` event (unhandled, it throws).
+  const bare = await deadChild();
+  assert.ok(bare.child.connected, 'the death is not seen yet');
+  bare.child.send({ type: 'hooky:batch' });
+  await new Promise((r) => setTimeout(r, 100));
+  assert.match(bare.errors.map((e) => e.message).join(), /EPIPE/);
+
+  const guarded = await deadChild();
+  assert.ok(guarded.child.connected, 'the death is not seen yet');
+  assert.ok(sendOver(guarded.end, { type: 'hooky:batch' }), 'sent: the end looked open');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(guarded.errors, []);
+  assert.not.ok(sendOver(guarded.end, { type: 'hooky:batch' }), 'once the close is seen, nothing is sent');
+});
+
+channel.run();
