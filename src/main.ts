@@ -27,8 +27,12 @@ const failed = (err: unknown): never => {
  * worker still loading, embedded Postgres still starting) is returned, to run the same shutdown
  * once there is something to shut down, rather than killing the process half-started. A second
  * signal gives up at once, except in a worker (see the worker's `stop`).
+ *
+ * `signalEndsStart`: a start that fails after a signal came failed because of it (the primary's,
+ * when a Ctrl-C reached its workers too and one stopped before all had started): that is the
+ * stop that was asked for, exit 0, not a start-up failure.
  */
-async function withSignalsHeld<T>(start: Promise<T>): Promise<{ value: T; signal?: NodeJS.Signals }> {
+async function withSignalsHeld<T>(start: Promise<T>, signalEndsStart = false): Promise<{ value: T; signal?: NodeJS.Signals }> {
   let signal: NodeJS.Signals | undefined;
   const hold = (s: NodeJS.Signals) => {
     if (signal === undefined) {
@@ -42,7 +46,12 @@ async function withSignalsHeld<T>(start: Promise<T>): Promise<{ value: T; signal
   process.on('SIGTERM', hold);
   process.on('SIGINT', hold);
   try {
-    return { value: await start.catch(failed), ...(signal ? { signal } : {}) };
+    const value = await start.catch((err: unknown) => {
+      if (!signalEndsStart || signal === undefined) return failed(err);
+      log.info(`${signal} during start-up: stopped before every worker had started`, { cause: err instanceof Error ? err.message : String(err) });
+      process.exit(0);
+    });
+    return { value, ...(signal ? { signal } : {}) };
   } finally {
     process.off('SIGTERM', hold);
     process.off('SIGINT', hold);
@@ -53,7 +62,7 @@ let listening: { address: string; url: string; port: number };
 let heldSignal: NodeJS.Signals | undefined;
 if (config.server.workers > 1 && cluster.isPrimary) {
   // HOOKY_WORKERS: this process starts the workers and serves nothing itself (cluster.ts).
-  const { value: service, signal } = await withSignalsHeld(startPrimary(config, log));
+  const { value: service, signal } = await withSignalsHeld(startPrimary(config, log), true);
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {

@@ -11,6 +11,8 @@ import { createClient, type CapturedRequest } from '../src/client/index.js';
 import { testDatabaseUrl } from './support/db.js';
 import { eventually, figures } from './support/observe.js';
 import { runMain, spawnMain, type Running } from './support/process.js';
+
+const mainTs = new URL('../src/main.ts', import.meta.url).pathname;
 import { createWebhook } from './support/server.js';
 
 /** The pids of a process's children (its workers), from /proc. */
@@ -99,7 +101,7 @@ serving('starts two workers on one port, and both take connections and answer', 
     figures('two workers share one port', { connections: Object.fromEntries(held) });
   } finally {
     agent.destroy();
-    assert.is(await stopped(r), 0);
+    assert.is(await stopped(r), 0, r.output());
   }
 });
 
@@ -121,7 +123,7 @@ serving('/metrics describes the whole service: captures on both workers add up, 
     }
   } finally {
     agent.destroy();
-    assert.is(await stopped(r), 0);
+    assert.is(await stopped(r), 0, r.output());
   }
 });
 
@@ -165,7 +167,7 @@ serving('a capture on one worker reaches the room on the other exactly once and 
     figures('a room on both workers', { connections: Object.fromEntries(held), captures: acked.length, readBackFromPostgres: filled });
   } finally {
     await Promise.all(clients.map((c) => c.close()));
-    assert.is(await stopped(r), 0);
+    assert.is(await stopped(r), 0, r.output());
   }
 });
 
@@ -271,7 +273,7 @@ restart('a worker killed with SIGKILL is logged and replaced on the same port; c
     const list = (await (await fetch(`${r.url}/api/webhooks/${id}/requests?limit=100`)).json()) as { requests: unknown[] };
     assert.is(list.requests.length, 48);
   } finally {
-    assert.is(await stopped(r), 0);
+    assert.is(await stopped(r), 0, r.output());
   }
 });
 
@@ -288,6 +290,44 @@ restart('a SIGTERM while a replacement is still starting stops the service clean
     assert.match(r.output(), /"msg":"stopped"\}\s*$/);
   } finally {
     r.child.kill('SIGKILL');
+  }
+});
+
+restart('a Ctrl-C while the workers start (SIGINT to the whole group) is the stop asked for: exit 0, no worker left', async () => {
+  // Its own process group, as a terminal gives it: the signal reaches the primary and every worker.
+  const child = spawn(process.execPath, ['--import', 'tsx', mainTs], {
+    env: { ...process.env, DATABASE_URL: await testDatabaseUrl(), HOOKY_WORKERS: '2', PORT: '0', HOST: '127.0.0.1', HOOKY_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let out = '';
+  let workers: number[] = [];
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const ready = new Promise<void>((resolve) => {
+    const on = (d: Buffer) => {
+      out += d;
+      // The first worker is up; the primary is still waiting for the second.
+      if (out.includes('"msg":"database ready"')) {
+        workers = children(child.pid!);
+        resolve();
+      }
+    };
+    child.stdout!.on('data', on);
+    child.stderr!.on('data', on);
+  });
+  try {
+    await Promise.race([ready, exited]);
+    process.kill(-child.pid!, 'SIGINT');
+    assert.is(await exited, 0, out);
+    assert.not.match(out, /start-up failed/);
+    assert.match(out, /"msg":"SIGINT during start-up: (stopped before every worker had started|shutting down once started)"/);
+    await eventually(() => workers.every((pid) => !runs(pid)), 10_000, 'no worker left');
+  } finally {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
   }
 });
 
@@ -335,7 +375,7 @@ restart('an SDK client on a worker killed with SIGKILL reconnects and resumes: e
     figures('SDK across a worker SIGKILL', { acked: acked.length, ackedAtKill, failedAnswers: failed, delivered: got.length });
   } finally {
     await client.close();
-    assert.is(await stopped(r), 0);
+    assert.is(await stopped(r), 0, r.output());
   }
 });
 
