@@ -84,7 +84,7 @@ root.after(async () => {
   lines.length = 0;
   const dataDir = join(parent, 'data');
   placed = await startEmbedded(dataDir, log);
-  assert.match(placed.dir, new RegExp(`^${rootPlacement}/data/[0-9a-f]{16}$`));
+  assert.match(placed.dir, new RegExp(`^${rootPlacement}/data/[0-9a-f]{16}-[0-9a-f]{8}$`));
   assert.is(readFileSync(join(dataDir, 'pg-location'), 'utf8').trim(), placed.dir);
   assert.ok(lines.some((l) => l.includes(`embedded PostgreSQL data in ${placed!.dir}: user postgres cannot reach ${dataDir}`)), lines.join(''));
   let sql = postgres(placed.url, { max: 1, onnotice: () => {} });
@@ -97,6 +97,30 @@ root.after(async () => {
   sql = postgres(placed.url, { max: 1, onnotice: () => {} });
   assert.equal((await sql`select v from kept`).map((r) => r.v), ['committed']);
   await sql.end();
+});
+
+(asRoot ? root : root.skip)('the folder deleted and made again at the same path gets a new database, and the log names the old one', async () => {
+  lines.length = 0;
+  const dataDir = join(parent, 'again');
+  const first = await startEmbedded(dataDir, log);
+  let sql = postgres(first.url, { max: 1, onnotice: () => {} });
+  await sql`create table kept (v text)`;
+  await sql.end();
+  await first.stop();
+  // Its pointer and its password go with it; its data, elsewhere, stays.
+  rmSync(dataDir, { recursive: true, force: true });
+  let second: Embedded | undefined;
+  try {
+    second = await startEmbedded(dataDir, log);
+    assert.is.not(second.dir, first.dir);
+    sql = postgres(second.url, { max: 1, onnotice: () => {} });
+    assert.equal((await sql`select to_regclass('kept') as t`).map((r) => r.t), [null], 'a database of its own');
+    await sql.end();
+    assert.ok(lines.some((l) => l.includes('"level":"warn"') && l.includes(`is left in ${first.dir}: remove it to reclaim its space`)), lines.join(''));
+  } finally {
+    await second?.stop();
+    for (const dir of [first.dir, second?.dir]) if (dir?.startsWith(`${rootPlacement}/data/`)) rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 root.run();

@@ -293,10 +293,20 @@ async function reachableDataDir(root: string, owner: Owner, log: Logger): Promis
   const inside = join(root, 'pg');
   if (existsSync(join(inside, 'PG_VERSION')))
     throw new Error(`User postgres cannot reach ${inside}, where the embedded PostgreSQL data is: move ${root} where it can (or let it search the folders above), or set HOOKY_DATA_DIR`);
-  const dir = join(rootPlacement, 'data', createHash('sha256').update(root).digest('hex').slice(0, 16));
-  await mkdir(dirname(dir), { recursive: true, mode: 0o711 });
+  // Named by the folder's path and a random part: a folder deleted and made again at the same
+  // path (a fresh clone, `rm -rf .hooky`) has lost the pointer and the password, so it gets a
+  // database of its own, as it would inside the folder; the one before could not be opened
+  // without its password (start-up failed: "password authentication failed").
+  const parent = join(rootPlacement, 'data');
+  const base = createHash('sha256').update(root).digest('hex').slice(0, 16);
+  await mkdir(parent, { recursive: true, mode: 0o711 });
+  const earlier = (await readdir(parent)).filter((name) => name === base || name.startsWith(`${base}-`)).map((name) => join(parent, name));
+  const dir = join(parent, `${base}-${randomBytes(4).toString('hex')}`);
   await writeFile(pointer, `${dir}\n`);
   log.info(`embedded PostgreSQL data in ${dir}: user postgres cannot reach ${root} (HOOKY_DATA_DIR); ${pointer} names it`);
+  if (earlier.length > 0) {
+    log.warn(`embedded PostgreSQL data of an earlier ${root}, whose ${pointer} and password are gone, is left in ${earlier.join(', ')}: remove it to reclaim its space`);
+  }
   return dir;
 }
 
