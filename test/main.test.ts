@@ -7,7 +7,7 @@ import postgres from 'postgres';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { testDatabaseUrl } from './support/db.js';
-import { figures } from './support/observe.js';
+import { eventually, figures } from './support/observe.js';
 import { runMain, spawnMain } from './support/process.js';
 import { createWebhook } from './support/server.js';
 import { joined } from './support/ws.js';
@@ -194,6 +194,45 @@ shutdown('SIGTERM under load: every 2xx is stored, the rest get 503 or a closed 
     await sql.end();
   }
 });
+
+shutdown('npm start: a SIGTERM to npm, as a supervisor sends it, reaches hooky, which shuts down and leaves nothing running', async () => {
+  const child = spawn('npm', ['start'], {
+    cwd: new URL('..', import.meta.url).pathname,
+    env: { ...process.env, DATABASE_URL: await testDatabaseUrl(), PORT: '0', HOST: '127.0.0.1', HOOKY_LOG_LEVEL: 'info', HOOKY_RETENTION_MAX_REQUESTS: '0', HOOKY_RETENTION_MAX_AGE_HOURS: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  let hooky: number | undefined;
+  try {
+    await eventually(() => out.includes('hooky listening on') || child.exitCode !== null, 90_000, 'the listening line');
+    // The node process itself, not the shell npm runs the script in (its command line names main.js too).
+    hooky = descendants(child.pid!).find((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'node' && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('dist/src/main.js'));
+    assert.ok(hooky, `hooky runs under npm:\n${out}`);
+    child.kill('SIGTERM');
+    await exited;
+    // Before, the script's shell died of the signal and hooky, its child, went on serving.
+    await eventually(() => !runs(hooky!), 15_000, 'hooky stopped');
+    assert.match(out, /"msg":"SIGTERM: shutting down"/);
+    assert.match(out, /"msg":"stopped"/);
+  } finally {
+    child.kill('SIGKILL');
+    if (hooky && runs(hooky)) process.kill(hooky, 'SIGKILL');
+  }
+});
+
+/** Every process below `pid`, from /proc. */
+function descendants(pid: number): number[] {
+  let kids: number[] = [];
+  try {
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return []; // gone meanwhile
+  }
+  return kids.flatMap((k) => [k, ...descendants(k)]);
+}
 
 shutdown.run();
 
