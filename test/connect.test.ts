@@ -1,3 +1,6 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import postgres from 'postgres';
@@ -54,3 +57,29 @@ socket('hooky connects through the socket directory the test database listens in
 });
 
 socket.run();
+
+const password = suite('db/connect: the embedded cluster and its password');
+
+password('a pg-password made after the data is said as that, with what to do, and the cluster is stopped', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hooky-password-'));
+  try {
+    const first = await openDatabase({ url: undefined, dataDir, poolSize: 2 }, createLogger('silent'));
+    const dir = first.where.replace('embedded PostgreSQL in ', '');
+    await first.close();
+    // What a folder remade beside data that outlived it holds: a password the data never had.
+    writeFileSync(join(dataDir, 'pg-password'), 'made-afterwards\n');
+    const err = await openDatabase({ url: undefined, dataDir, poolSize: 2 }, createLogger('silent')).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    assert.instance(err, Error);
+    assert.match(err!.message, `does not take the password in ${join(dataDir, 'pg-password')}, which was made after its data`);
+    assert.match(err!.message, /put back the pg-password made with it, or (move .* away|remove .*pg-location) to start a new database/);
+    assert.not.ok(existsSync(join(dir, 'postmaster.pid')), 'the cluster is stopped, not left running');
+    assert.ok(readFileSync(join(dataDir, 'pg-password'), 'utf8').includes('made-afterwards'), 'nothing of the folder was changed');
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+password.run();

@@ -1,7 +1,8 @@
+import { join, resolve } from 'node:path';
 import postgres, { type Sql } from 'postgres';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import { startEmbedded } from './embedded.js';
+import { startEmbedded, type Embedded } from './embedded.js';
 
 export interface Database {
   sql: Sql;
@@ -32,6 +33,7 @@ export async function openDatabase(opts: Config['db'], log: Logger): Promise<Dat
     onnotice: () => {},
   };
   const sql = postgres(url, { ...options, max: opts.poolSize, connection: { application_name: 'hooky' } });
+  if (embedded) await passwordTaken(sql, embedded, opts.dataDir);
   let closing: Promise<void> | undefined;
   return {
     sql,
@@ -43,6 +45,30 @@ export async function openDatabase(opts: Config['db'], log: Logger): Promise<Dat
         await embedded?.stop();
       })()),
   };
+}
+
+/**
+ * The embedded cluster's password lives in HOOKY_DATA_DIR, its data maybe elsewhere (as root,
+ * `pg-location`): a folder remade beside data that outlived it holds a password the data never
+ * had. Said as that, not as Postgres's bare "password authentication failed"; stopped, not left running.
+ */
+async function passwordTaken(sql: Sql, embedded: Embedded, dataDir: string): Promise<void> {
+  try {
+    await sql`select 1`;
+  } catch (err) {
+    await sql.end({ timeout: 1 });
+    await embedded.stop();
+    if ((err as { code?: string }).code !== '28P01') throw err;
+    const root = resolve(dataDir);
+    const fresh = embedded.dir.startsWith(`${root}/`)
+      ? `move ${embedded.dir} away to start a new database`
+      : `remove ${join(root, 'pg-location')} to start a new database`;
+    throw new Error(
+      `The embedded PostgreSQL in ${embedded.dir} does not take the password in ${join(root, 'pg-password')}, which was made after its data: ` +
+        `put back the pg-password made with it, or ${fresh}.`,
+      { cause: err },
+    );
+  }
 }
 
 /**
