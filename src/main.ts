@@ -88,7 +88,8 @@ if (config.server.workers > 1 && cluster.isPrimary) {
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   listening = service;
-  if ((heldSignal = signal)) stop(signal);
+  heldSignal = signal;
+  if (signal) stop(signal);
 } else {
   const { value: server, signal } = await withSignalsHeld(createServer(config, log));
   // The shutdown order is the server's (see server.ts); a second signal skips it. A worker's
@@ -121,7 +122,8 @@ if (config.server.workers > 1 && cluster.isPrimary) {
     log.debug(`worker listening on ${server.address}`, { port: server.port });
   }
   listening = server;
-  if ((heldSignal = signal)) stop(signal);
+  heldSignal = signal;
+  if (signal) stop(signal);
 }
 
 // Logged once the signals are handled: whoever reads the listening line may stop hooky at once.

@@ -3,6 +3,7 @@ import postgres, { type Sql } from 'postgres';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { startEmbedded, type Embedded } from './embedded.js';
+import { isWrongPassword } from './failure.js';
 
 export interface Database {
   sql: Sql;
@@ -58,7 +59,7 @@ async function passwordTaken(sql: Sql, embedded: Embedded, dataDir: string): Pro
   } catch (err) {
     await sql.end({ timeout: 1 });
     await embedded.stop();
-    if ((err as { code?: string }).code !== '28P01') throw err;
+    if (!isWrongPassword(err)) throw err;
     const root = resolve(dataDir);
     const fresh = embedded.dir.startsWith(`${root}/`)
       ? `move ${embedded.dir} away to start a new database`

@@ -14,6 +14,9 @@ export function isUnreachable(err: unknown): boolean {
   return typeof code === 'string' && /^(ECONN|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_|57P0)/.test(code);
 }
 
+/** Postgres refused the password (28P01, invalid_password). */
+export const isWrongPassword = (err: unknown): boolean => codeOf(err) === '28P01';
+
 // The statement never left: the connection was not made, or was already gone.
 const neverSent = new Set(['ECONNREFUSED', 'CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'CONNECTION_ENDED']);
 
