@@ -64,7 +64,7 @@ job('keeps the newest HOOKY_RETENTION_MAX_REQUESTS requests of each webhook', as
     await eventually(async () => (await idsOf(ctx.sql, busy.id)).length === 5, 5000, 'trimmed to 5');
     assert.equal(await idsOf(ctx.sql, busy.id), acked.slice(-5), 'the newest five are kept');
     assert.is((await idsOf(ctx.sql, quiet.id)).length, 3, 'a webhook under the limit is left alone');
-    assert.ok((await metric(s.url, 'hooky_retention_deleted_total{rule="max_requests"}')) >= 7);
+    await eventually(async () => (await metric(s.url, 'hooky_retention_deleted_total{rule="max_requests"}')) >= 7, 2000, 'seven counted');
     // Later writes are trimmed by later passes too.
     for (let i = 0; i < 4; i++) acked.push(((await (await fetch(`${s.url}/h/${busy.id}`, { method: 'POST' })).json()) as { id: string }).id);
     await eventually(async () => (await idsOf(ctx.sql, busy.id))[0] === acked[acked.length - 5], 5000, 'trimmed again');
@@ -73,6 +73,17 @@ job('keeps the newest HOOKY_RETENTION_MAX_REQUESTS requests of each webhook', as
     await s.close();
   }
 });
+
+/**
+ * Waits for a rule's deletion counter to reach `n`, then checks it stopped there. The rows are
+ * gone as soon as a DELETE commits, but its count is added only when its answer reaches hooky:
+ * reading the counter the moment the rows are seen gone can come a batch short.
+ */
+async function settled(url: string, rule: string, n: number): Promise<void> {
+  const read = () => metric(url, `hooky_retention_deleted_total{rule="${rule}"}`);
+  await eventually(async () => (await read()) >= n, 2000, `${n} counted for ${rule}`);
+  assert.is(await read(), n);
+}
 
 /** `n` rows of exactly `bytes` bytes of payload each, made `ageMs` ago; their ids, oldest first. */
 async function seedSized(sql: postgres.Sql, webhookId: string, n: number, bytes: number, ageMs: number): Promise<string[]> {
@@ -108,13 +119,13 @@ job('keeps the newest HOOKY_RETENTION_MAX_BYTES of stored payload per webhook, d
     await eventually(async () => (await idsOf(ctx.sql, big.id)).length === 4, 5000, 'trimmed to 4');
     assert.equal(await idsOf(ctx.sql, big.id), [...seeded.slice(-3), fresh], 'the newest are kept');
     assert.is((await idsOf(ctx.sql, small.id)).length, 4, 'a webhook within its budget is left alone');
-    assert.is(await metric(s.url, 'hooky_retention_deleted_total{rule="max_bytes"}'), 7);
+    await settled(s.url, 'max_bytes', 7);
 
     // Later captures are trimmed by later passes. A capture whose payload alone passes the
     // budget cannot be kept within it: it goes, with the four older ones.
     assert.match(await capture(big.id, 'y'.repeat(40_000)), /^[0-9a-f-]{36}$/);
     await eventually(async () => (await idsOf(ctx.sql, big.id)).length === 0, 5000, 'over budget on its own');
-    assert.is(await metric(s.url, 'hooky_retention_deleted_total{rule="max_bytes"}'), 12);
+    await settled(s.url, 'max_bytes', 12);
   } finally {
     await s.close();
   }
@@ -138,7 +149,7 @@ job('deletes the requests older than HOOKY_RETENTION_MAX_AGE_HOURS; newer ones s
     assert.is(left[4], fresh);
     const cutoff = requestIdFloor(Date.now() - hour);
     for (const r of left) assert.ok(r > cutoff, `${r} is younger than an hour`);
-    assert.ok((await metric(s.url, 'hooky_retention_deleted_total{rule="max_age"}')) >= 30);
+    await eventually(async () => (await metric(s.url, 'hooky_retention_deleted_total{rule="max_age"}')) >= 30, 2000, 'thirty counted');
   } finally {
     await s.close();
   }
@@ -304,6 +315,8 @@ job('two instances on one database: one age pass at a time, the backlog and its 
     release();
     await holder;
     await eventually(async () => (await idsOf(ctx.sql, id)).length === 0, 10_000, 'backlog gone');
+    // The rows are gone once the DELETE commits; its count is added when the answer arrives.
+    await eventually(async () => (await deleted()).reduce((x, y) => x + y) >= backlog, 2000, 'every deletion counted');
     const [da, db] = await deleted();
     assert.is(da! + db!, backlog, 'each row counted once, by the instance that deleted it');
     assert.equal(await batchKeys(ctx.sql, id), { rows: [], batches: [] });
