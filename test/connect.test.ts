@@ -58,6 +58,22 @@ socket('hooky connects through the socket directory the test database listens in
 
 socket.run();
 
+const plans = suite('db/connect: every connection keeps the plan it made');
+
+plans('each pooled connection runs with plan_cache_mode = force_generic_plan, and names itself hooky', async () => {
+  const db = await openDatabase({ url: await testDatabaseUrl(), dataDir: '', poolSize: 2 }, createLogger('warn'));
+  try {
+    // Two at once, so both of the pool's connections answer.
+    const rows = await Promise.all([0, 1].map(() =>
+      db.sql<[{ mode: string; app: string }]>`select current_setting('plan_cache_mode') as mode, current_setting('application_name') as app, pg_sleep(0.05)`));
+    for (const [row] of rows) assert.equal({ mode: row.mode, app: row.app }, { mode: 'force_generic_plan', app: 'hooky' });
+  } finally {
+    await db.close();
+  }
+});
+
+plans.run();
+
 const password = suite('db/connect: the embedded cluster and its password');
 
 password('a pg-password made after the data is said as that, with what to do, and the cluster is stopped', async () => {
