@@ -184,6 +184,40 @@ export function createStore(sql: Sql) {
       order by p.n`;
   }
 
+  /**
+   * pageAfter's rows, in commit order (batch position, then id), with their running count and
+   * bytes: the page and the first row past it. Only batches holding a row after the cursor are
+   * read, so limit + 1 of them are enough, each read by an id range. A batch row left without rows
+   * (two deletes emptying it at once, see deleteRequests) is walked past, not counted: counted, a
+   * run of limit + 1 of them would end the page with no row and no `more`.
+   */
+  const rowsAfter = (webhookId: string, after: Cursor, limit: number, maxBytes: number) => sql`
+    select id, position, bytes, n, upto from (
+      select x.uid as id, b.position, x.bytes, row_number() over w as n, sum(x.bytes) over w as upto
+      from (
+        select position, batch, first_id, last_id from request_batches rb
+        where webhook_id = ${webhookId} and position >= ${after.position}
+          and exists (
+            -- A probe per batch row, fenced as in deleteRequests: never a join over the table.
+            select 1 from requests r
+            where r.webhook_id = ${webhookId} and r.id between rb.first_id and rb.last_id and r.batch = rb.batch
+              and (rb.position > ${after.position} or r.id > ${after.id}::uuid)
+            offset 0
+          )
+        order by position limit ${limit + 1}
+      ) b
+      cross join lateral (
+        select r.id as uid, octet_length(r.payload) as bytes from requests r
+        where r.webhook_id = ${webhookId} and r.id between b.first_id and b.last_id and r.batch = b.batch
+          and (b.position > ${after.position} or r.id > ${after.id}::uuid)
+        order by r.id limit ${limit + 1}
+      ) x
+      window w as (order by b.position, x.uid rows between unbounded preceding and current row)
+      order by b.position, x.uid
+      limit ${limit + 1}
+    ) page
+    where n <= 2 or upto - bytes <= ${maxBytes}`;
+
   const store = {
     /** Inserts a webhook; false when the id is taken. */
     async createWebhook(id: string, response: WebhookResponse | null): Promise<Webhook | false> {
@@ -272,41 +306,12 @@ export function createStore(sql: Sql) {
       return cut(rows, limit, maxBytes);
     },
 
-    /**
-     * A page of what was committed after `after`, in commit order (batch position, then id), cut
-     * like `pageOf`; `last` is the cursor of its last row. Only batches holding a row after the
-     * cursor are read, so limit + 1 of them are enough, each read by an id range. A batch row left
-     * without rows (two deletes emptying it at once, see deleteRequests) is walked past, not
-     * counted: counted, a run of limit + 1 of them would end the page with no row and no `more`.
-     */
+    /** A page of what was committed after `after`, in commit order, cut like `pageOf` (rowsAfter); `last` is the cursor of its last row. */
     async pageAfter(webhookId: string, after: Cursor, limit: number, maxBytes: number): Promise<Page & { positions: number[]; last: Cursor | undefined }> {
       const rows = await sql<{ id: string; position: string; bytes: number; n: string; upto: string }[]>`
-        select id, position::text as position, bytes, n::text as n, upto::text as upto from (
-          select x.id, b.position, x.bytes, row_number() over w as n, sum(x.bytes) over w as upto
-          from (
-            select position, batch, first_id, last_id from request_batches rb
-            where webhook_id = ${webhookId} and position >= ${after.position}
-              and exists (
-                -- A probe per batch row, fenced as in deleteRequests: never a join over the table.
-                select 1 from requests r
-                where r.webhook_id = ${webhookId} and r.id between rb.first_id and rb.last_id and r.batch = rb.batch
-                  and (rb.position > ${after.position} or r.id > ${after.id}::uuid)
-                offset 0
-              )
-            order by position limit ${limit + 1}
-          ) b
-          cross join lateral (
-            select r.id as uid, r.id::text as id, octet_length(r.payload) as bytes from requests r
-            where r.webhook_id = ${webhookId} and r.id between b.first_id and b.last_id and r.batch = b.batch
-              and (b.position > ${after.position} or r.id > ${after.id}::uuid)
-            order by r.id limit ${limit + 1}
-          ) x
-          window w as (order by b.position, x.uid rows between unbounded preceding and current row)
-          order by b.position, x.uid
-          limit ${limit + 1}
-        ) page
-        where n <= 2 or upto - bytes <= ${maxBytes}
-        order by page.n`;
+        select id::text as id, position::text as position, bytes, n::text as n, upto::text as upto
+        from (${rowsAfter(webhookId, after, limit, maxBytes)}) page
+        order by n`;
       const page = cut(rows, limit, maxBytes);
       const positions = rows.slice(0, page.ids.length).map((r) => Number(r.position));
       const n = page.ids.length;
@@ -348,13 +353,24 @@ export function createStore(sql: Sql) {
 
     /**
      * Requests committed after `after`, in commit order, with their payloads: a page of
-     * `pageAfter`, then its payloads. `truncated`: more follow.
+     * `pageAfter` with its payloads. `truncated`: more follow.
      */
     async requestsAfter(webhookId: string, after: Cursor, limit: number, maxBytes = Number.MAX_SAFE_INTEGER): Promise<{ rows: StoredRow[]; truncated: boolean }> {
-      const page = await store.pageAfter(webhookId, after, limit, maxBytes);
-      const position = new Map(page.ids.map((id, i) => [id, page.positions[i]!]));
-      const found = await payloadRows(webhookId, page.ids);
-      return { rows: found.map((r) => ({ id: r.id, position: position.get(r.id)!, json: r.payload })), truncated: page.more };
+      // pageAfter and the page's payloads in one statement (the relay's fill, on every notice
+      // of another instance's batch): one round trip, and a payload only for a row of the page
+      // (cut's rule), not for the first row past it.
+      const rows = await sql<{ id: string; position: string; bytes: number; n: string; upto: string; payload: string | null }[]>`
+        select p.id::text as id, p.position::text as position, p.bytes, p.n::text as n, p.upto::text as upto, r.payload
+        from (${rowsAfter(webhookId, after, limit, maxBytes)}) p
+        left join lateral (
+          select payload from requests r
+          where r.webhook_id = ${webhookId} and r.id = p.id and p.n <= ${limit} and (p.n = 1 or p.upto <= ${maxBytes})
+        ) r on true
+        order by p.n`;
+      const page = cut(rows, limit, maxBytes);
+      // Every row of the page was read in this statement's snapshot: its payload is there.
+      const found = rows.slice(0, page.ids.length);
+      return { rows: found.map((r) => ({ id: r.id, position: Number(r.position), json: r.payload! })), truncated: page.more };
     },
 
     /**

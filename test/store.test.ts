@@ -147,6 +147,9 @@ test('requestsAfter cuts a page by payload bytes (one row at least) and says mor
   assert.equal([rest.rows.map((r) => r.id), rest.truncated], [[rows[2]!.id], true], 'one row however large');
   const all = await store.requestsAfter(id, start, 10);
   assert.equal([all.rows.map((r) => [r.id, r.position]), all.truncated], [rows.map((r, i) => [r.id, i < 2 ? 1 : 2]), false]);
+  assert.equal(all.rows.map((r) => r.json), rows.map((r) => r.json), 'each payload as it was stored');
+  const three = await store.requestsAfter(id, start, 3);
+  assert.equal([three.rows.map((r) => r.json), three.truncated], [rows.slice(0, 3).map((r) => r.json), true], 'cut by the row limit');
   // Past ten rows and ten positions, where an order by their text would go astray.
   const more = Array.from({ length: 12 }, () => big(10));
   for (const r of more) await store.insertRequests([r]);
