@@ -3,7 +3,7 @@ import postgres, { type Sql } from 'postgres';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { startEmbedded, type Embedded } from './embedded.js';
-import { isWrongPassword } from './failure.js';
+import { isRefusedSetting, isWrongPassword } from './failure.js';
 
 export interface Database {
   sql: Sql;
@@ -43,8 +43,16 @@ export async function openDatabase(opts: Config['db'], log: Logger): Promise<Dat
     backoff: reconnectDelay,
     onnotice: () => {},
   };
-  const sql = postgres(url, { ...options, max: opts.poolSize, connection: { application_name: 'hooky', ...planSettings } });
+  const pool = (settings: Record<string, string>) => postgres(url, { ...options, max: opts.poolSize, connection: { application_name: 'hooky', ...settings } });
+  let sql = pool(planSettings);
   if (embedded) await passwordTaken(sql, embedded, opts.dataDir);
+  else if (await refusesPlanSettings(sql)) {
+    log.warn(
+      'the database refuses plan_cache_mode at connect (a pooler such as PgBouncer): running without it, so Postgres plans some reads anew on every run; ' +
+        'with PgBouncer 1.20 or newer, add plan_cache_mode to its track_extra_parameters',
+    );
+    sql = pool({});
+  }
   let closing: Promise<void> | undefined;
   return {
     sql,
@@ -56,6 +64,21 @@ export async function openDatabase(opts: Config['db'], log: Logger): Promise<Dat
         await embedded?.stop();
       })()),
   };
+}
+
+/**
+ * Whether the first connection was refused for its plan setting. Any other failure is left to
+ * the queries that follow, as without this check (the migrations report an unreachable database).
+ */
+async function refusesPlanSettings(sql: Sql): Promise<boolean> {
+  try {
+    await sql`select 1`;
+    return false;
+  } catch (err) {
+    if (!isRefusedSetting(err)) return false;
+    await sql.end({ timeout: 1 });
+    return true;
+  }
 }
 
 /**

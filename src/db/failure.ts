@@ -14,6 +14,12 @@ export function isUnreachable(err: unknown): boolean {
   return typeof code === 'string' && /^(ECONN|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_|57P0)/.test(code);
 }
 
+/**
+ * A connection pooler in front of Postgres refused a setting hooky sends when it connects
+ * (PgBouncer answers "unsupported startup parameter: …" for any it does not track).
+ */
+export const isRefusedSetting = (err: unknown): boolean => err instanceof Error && err.message.startsWith('unsupported startup parameter');
+
 /** Postgres refused the password (28P01, invalid_password). */
 export const isWrongPassword = (err: unknown): boolean => codeOf(err) === '28P01';
 
