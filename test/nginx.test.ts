@@ -4,7 +4,7 @@
  * alone leaves unanswered. Without nginx on the machine the suite says so and does not run,
  * unless CI is set: in CI a missing nginx is a failure.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,16 +15,10 @@ import postgres from 'postgres';
 import { testDatabaseUrl } from './support/db.js';
 import { createWebhook, startServer, type TestServer } from './support/server.js';
 import { freePort } from './support/suite.js';
+import { findTool, untilListening } from './support/tools.js';
 import { openClient } from './support/ws.js';
 
 const example = new URL('../docs/deploy/nginx.conf', import.meta.url);
-
-function findNginx(): string | undefined {
-  for (const candidate of ['nginx', '/usr/sbin/nginx']) {
-    if (spawnSync(candidate, ['-v'], { stdio: 'ignore' }).status === 0) return candidate;
-  }
-  return undefined;
-}
 
 interface Ctx {
   hooky: TestServer;
@@ -35,7 +29,7 @@ interface Ctx {
 }
 
 const test = suite<Ctx>('nginx in front of hooky (docs/deploy/nginx.conf)', {} as never);
-const binary = findNginx();
+const binary = findTool(['nginx', '/usr/sbin/nginx'], '-v');
 
 /** Starts nginx in the foreground on `port`, with the example as its only server, in `dir`. */
 async function startNginx(bin: string, dir: string, port: number, upstreamPort: number): Promise<ChildProcess> {
@@ -67,21 +61,9 @@ http {
   const child = spawn(bin, ['-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`nginx exited with ${child.exitCode}: ${stderr}${readFileSync(join(dir, 'error.log'), 'utf8')}`);
-    if (await accepts(port)) return child;
-    if (Date.now() > deadline) throw new Error(`nginx did not listen on ${port} within 10 s: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await untilListening(child, 'nginx', port, () => stderr + readFileSync(join(dir, 'error.log'), 'utf8'));
+  return child;
 }
-
-const accepts = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.on('connect', () => (s.destroy(), resolve(true)));
-    s.on('error', () => resolve(false));
-  });
 
 /** Writes `request` on a fresh connection (from `localAddress`) and reads until the server closes or `ms` pass. */
 function exchange(port: number, request: string, ms = 3000, localAddress = '127.0.0.1'): Promise<string> {

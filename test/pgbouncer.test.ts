@@ -4,9 +4,8 @@
  * pool sets (db/connect.ts): hooky must run without it, and say so. Without pgbouncer on the
  * machine the suite says so and does not run, unless CI is set: in CI a missing one is a failure.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -16,13 +15,7 @@ import type { Logger } from '../src/log.js';
 import { testDatabaseUrl } from './support/db.js';
 import { createWebhook, startServer } from './support/server.js';
 import { freePort } from './support/suite.js';
-
-function findPgbouncer(): string | undefined {
-  for (const candidate of ['pgbouncer', '/usr/sbin/pgbouncer']) {
-    if (spawnSync(candidate, ['--version'], { stdio: 'ignore' }).status === 0) return candidate;
-  }
-  return undefined;
-}
+import { findTool, untilListening } from './support/tools.js';
 
 interface Ctx {
   bouncer: ChildProcess;
@@ -30,13 +23,6 @@ interface Ctx {
   /** hooky's DATABASE_URL through PgBouncer. */
   url: string;
 }
-
-const accepts = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.on('connect', () => (s.destroy(), resolve(true)));
-    s.on('error', () => resolve(false));
-  });
 
 /** PgBouncer in the foreground on `port`, in session mode, passing every client to `upstream`. */
 async function startPgbouncer(bin: string, dir: string, port: number, upstream: string): Promise<ChildProcess> {
@@ -67,17 +53,12 @@ logfile = ${dir}/pgbouncer.log
   const child = spawn(bin, [...(asRoot ? ['-u', 'postgres'] : []), join(dir, 'pgbouncer.ini')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`pgbouncer exited with ${child.exitCode}: ${stderr}`);
-    if (await accepts(port)) return child;
-    if (Date.now() > deadline) throw new Error(`pgbouncer did not listen on ${port} within 10 s: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await untilListening(child, 'pgbouncer', port, () => stderr);
+  return child;
 }
 
 const test = suite<Ctx>('PgBouncer in front of PostgreSQL', {} as never);
-const binary = findPgbouncer();
+const binary = findTool(['pgbouncer', '/usr/sbin/pgbouncer'], '--version');
 
 if (binary === undefined && process.env.CI === undefined) {
   console.log('pgbouncer test not run: pgbouncer is not installed (apt-get install -y pgbouncer, then npm test; with CI=true a missing pgbouncer fails)');
