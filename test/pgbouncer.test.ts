@@ -90,7 +90,7 @@ if (binary === undefined && process.env.CI === undefined) {
       assert.is(row.mode, 'auto', "the server's own setting");
       assert.is(warnings.length, 1);
       assert.match(warnings[0]!, 'plan_cache_mode');
-      assert.match(warnings[0]!, 'track_extra_parameters');
+      assert.match(warnings[0]!, 'ALTER ROLE <user> SET plan_cache_mode = force_generic_plan');
     } finally {
       await db.close();
     }

@@ -49,7 +49,7 @@ export async function openDatabase(opts: Config['db'], log: Logger): Promise<Dat
   else if (await refusesPlanSettings(sql)) {
     log.warn(
       'the database refuses plan_cache_mode at connect (a pooler such as PgBouncer): running without it, so Postgres plans some reads anew on every run; ' +
-        'with PgBouncer 1.20 or newer, add plan_cache_mode to its track_extra_parameters',
+        "to keep the plans, set it on the server for hooky's user: ALTER ROLE <user> SET plan_cache_mode = force_generic_plan",
     );
     sql = pool({});
   }
