@@ -38,8 +38,12 @@ export const customDefaultType = 'text/plain; charset=utf-8';
  * `ANY /h/:id` and `ANY /h/:id/*`: read the body (limit enforced while it streams), build the
  * payload, hand it to the group-commit writer, and answer 2xx only once the row is committed.
  */
-export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: Deps): void {
+export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: Deps) {
   const { webhooks, writer, metrics, log } = deps;
+  // Answers waiting out their webhook's delayMs: their rows are committed, so shutdown sends
+  // them before it closes the connections (`answered`).
+  const delayed = new Map<NodeJS.Timeout, () => void>();
+  let allAnswered: (() => void) | undefined;
   // Bodies being received, over every connection: counted from Content-Length before the body is
   // read (as they stream when there is none), given back once the payload is built or the client left.
   const inflight = createBudget(opts.maxInflightBytes, (delta) => metrics.inflightBytes.inc(delta));
@@ -71,8 +75,13 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     if (r === null) return send(ex, 200, `{"ok":true,"id":"${id}"}`, okHeaders);
     const headers = r.headers?.['content-type'] ? r.headers : { 'content-type': customDefaultType, ...r.headers };
     const reply = () => send(ex, r.status ?? 200, r.body ?? '', headers);
-    if (r.delayMs) setTimeout(reply, r.delayMs);
-    else reply();
+    if (!r.delayMs) return reply();
+    const timer = setTimeout(() => {
+      delayed.delete(timer);
+      reply();
+      if (delayed.size === 0) allAnswered?.();
+    }, r.delayMs);
+    delayed.set(timer, reply);
   }
 
   function enqueue(ex: Exchange, webhook: Webhook | undefined, facts: RequestFacts, body: Buffer) {
@@ -175,6 +184,31 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
       readBody(ex, req.getHeader('content-length'), opts.maxBodyBytes, () => send(ex, 200, noopBody, okHeaders));
     });
   }
+
+  return {
+    /**
+     * Resolves once every answer waiting out its delayMs is sent: each at its time, and those
+     * still waiting at `deadline` (a Date.now() value) then. Their rows are stored; an answer
+     * sent early beats a connection closed without one, which a sender would retry.
+     */
+    answered(deadline: number): Promise<void> {
+      if (delayed.size === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const cut = setTimeout(() => {
+          for (const [timer, reply] of delayed) {
+            clearTimeout(timer);
+            reply();
+          }
+          delayed.clear();
+          resolve();
+        }, Math.max(0, deadline - Date.now()));
+        allAnswered = () => {
+          clearTimeout(cut);
+          resolve();
+        };
+      });
+    },
+  };
 }
 
 const noopBody = '{"ok":true}';

@@ -160,12 +160,20 @@ const reservedHeaders = new Set(['content-length', 'transfer-encoding', 'connect
 /** The statuses that never carry a body (RFC 9110 §15.3.5, §15.3.6, §15.4.5). */
 export const bodylessStatuses: ReadonlySet<number> = new Set([204, 205, 304]);
 
+/**
+ * Put first in the pipe of an object or record schema that an empty object satisfies: valibot's
+ * take an array for an object (`[]` would pass as `{}`), and their output no longer shows it.
+ */
+const notArray = v.custom<unknown>((x) => !Array.isArray(x), 'Invalid type: Expected Object but received Array');
+
 /** The custom answer a webhook's capture route gives instead of the default 200. */
 export const WebhookResponseSchema = v.pipe(
+  notArray,
   v.strictObject({
   status: v.optional(v.pipe(v.number(), v.integer(), v.minValue(200), v.maxValue(599))),
   headers: v.optional(
     v.pipe(
+      notArray,
       v.record(
         v.pipe(v.string(), v.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'header names must be RFC 9110 tokens')),
         v.pipe(v.string(), v.maxLength(8192), v.regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'header values must hold no control characters')),
@@ -183,10 +191,13 @@ export const WebhookResponseSchema = v.pipe(
 export type WebhookResponse = v.InferOutput<typeof WebhookResponseSchema>;
 
 /** `POST /api/webhooks`: the body is optional; without `id` the server generates one. */
-export const CreateWebhookSchema = v.strictObject({
-  id: v.optional(WebhookIdSchema),
-  response: v.optional(WebhookResponseSchema),
-});
+export const CreateWebhookSchema = v.pipe(
+  notArray,
+  v.strictObject({
+    id: v.optional(WebhookIdSchema),
+    response: v.optional(WebhookResponseSchema),
+  }),
+);
 
 /** A webhook as the REST API answers it. */
 export const WebhookSchema = v.object({

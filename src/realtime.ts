@@ -83,7 +83,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
 
   /**
    * A refused frame is answered RATE_LIMITED without being read (so without its ref); a client
-   * that keeps going is closed with 1008.
+   * that keeps going is told `disconnect`, then closed with 1008.
    */
   function withinRate(ws: Socket): boolean {
     const bucket = ws.getUserData();
@@ -91,7 +91,10 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
     if (verdict === 'pass') return true;
     if (verdict === 'close') {
       metrics.rateLimitCloses.inc();
-      ws.end(1008, 'rate limit exceeded');
+      ws.cork(() => {
+        send(ws, 'disconnect', { reason: 'rate limit exceeded' });
+        ws.end(1008, 'rate limit exceeded');
+      });
       return false;
     }
     sendError(ws, 'RATE_LIMITED', undefined, { retryAfterMs: rate.retryAfterMs(bucket) });

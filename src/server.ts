@@ -128,7 +128,7 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
   let port = 0;
   const publicUrl = () => config.server.publicUrl ?? `http://localhost:${port}`;
   const search = createSearch(db.sql, { scanRows: config.api.searchScanRows });
-  registerCapture(app, config.capture, { webhooks, writer, metrics, log, isDraining });
+  const capture = registerCapture(app, config.capture, { webhooks, writer, metrics, log, isDraining });
   // A webhook created here ends the other instances' remembered miss for its id at once.
   const announcing = { ...webhooks, remember: (w: Webhook) => (webhooks.remember(w), bus.created(w.id)) };
   const onDeleted = (webhookId: string) => {
@@ -175,8 +175,11 @@ export async function createServer(config: Config, log: Logger): Promise<Server>
     // 3. Stop accepting connections.
     listener.close();
     // 4. Commit every capture already accepted; each one answered 2xx is then in Postgres.
+    //    Those whose webhook delays its answer get it at its time, or at the deadline.
+    const deadline = Date.now() + config.server.shutdownTimeoutMs;
     const flushed = await Promise.race([writer.close().then(() => true), delay(config.server.shutdownTimeoutMs).then(() => false)]);
     if (!flushed) log.error('shutdown timeout: captures still waiting were not stored', { pending: writer.pending });
+    await capture.answered(deadline);
     // 5. Close what is still open (idle keep-alive connections), so nothing reaches a server
     //    that is going away. The binary has app.close(); its typings do not list it.
     (app as unknown as { close(): void }).close();

@@ -56,6 +56,10 @@ test('POST /api/webhooks answers 400 invalid_request on a bad body', async (ctx)
   const bad: [unknown, string?][] = [
     [undefined, '{not json'],
     [[1, 2]],
+    // An array is no object, even where every key is optional.
+    [[]],
+    [{ response: [] }],
+    [{ response: { headers: [] } }],
     ['a string'],
     [{ id: '-starts-with-dash' }],
     [{ id: 'x'.repeat(65) }],

@@ -170,6 +170,18 @@ test('a custom response is answered after commit: status, headers, body and dela
   assert.is(await r2.text(), 'thanks');
 });
 
+test('shutdown sends the answers still waiting out their delayMs: at their time, or at the shutdown deadline', async (ctx) => {
+  for (const [delayMs, env] of [[600, {}], [30_000, { HOOKY_SHUTDOWN_TIMEOUT_MS: '300' }]] as const) {
+    const s = await startServer(env);
+    const { id } = await createWebhook(s.url, { response: { status: 202, body: 'later', delayMs } });
+    const answer = fetch(`${s.url}/h/${id}`, { method: 'POST', body: 'x' }).then(async (r) => ({ status: r.status, body: await r.text() }), (e: Error) => e);
+    // Stored, and waiting out its delay, when the shutdown starts.
+    while ((await rows(ctx.sql, id)) === 0) await new Promise((r) => setTimeout(r, 20));
+    await s.close();
+    assert.equal(await answer, { status: 202, body: 'later' }, `delayMs ${delayMs}`);
+  }
+});
+
 test('sourceIp ignores X-Forwarded-For unless proxies are trusted', async (ctx) => {
   const { id } = await createWebhook(ctx.s.url);
   const r1 = (await (await fetch(`${ctx.s.url}/h/${id}`, { headers: { 'x-forwarded-for': '203.0.113.9' } })).json()) as { id: string };

@@ -421,6 +421,7 @@ limits('a client over its message rate gets RATE_LIMITED; one that keeps going i
   assert.is(code, 1008);
   assert.is(reason, 'rate limit exceeded');
   assert.is(c.frames.filter((f) => f.data?.code === 'RATE_LIMITED').length, 5, 'told five times, then closed');
+  assert.equal(c.frames.at(-1), { event: 'disconnect', data: { reason: 'rate limit exceeded' } }, 'told why before the close');
   assert.is(await metric(ctx.s.url, 'hooky_websocket_rate_limit_closes_total'), 1);
   assert.is(await metric(ctx.s.url, 'hooky_websocket_errors_total{code="RATE_LIMITED"}'), 5);
 });
