@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createBudget } from './budget.js';
 import { HttpError, httpErrorOf } from './errors.js';
 import { exchange, readBody, remoteAddress, send, sendError, type Exchange, type Headers } from './http.js';
@@ -42,8 +43,7 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
   const { webhooks, writer, metrics, log } = deps;
   // Answers waiting out their webhook's delayMs: their rows are committed, so shutdown sends
   // them before it closes the connections (`answered`).
-  const delayed = new Map<NodeJS.Timeout, () => void>();
-  let allAnswered: (() => void) | undefined;
+  const delayed = new Map<NodeJS.Timeout, { due: number; reply: () => void }>();
   // Bodies being received, over every connection: counted from Content-Length before the body is
   // read (as they stream when there is none), given back once the payload is built or the client left.
   const inflight = createBudget(opts.maxInflightBytes, (delta) => metrics.inflightBytes.inc(delta));
@@ -79,9 +79,8 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     const timer = setTimeout(() => {
       delayed.delete(timer);
       reply();
-      if (delayed.size === 0) allAnswered?.();
     }, r.delayMs);
-    delayed.set(timer, reply);
+    delayed.set(timer, { due: Date.now() + r.delayMs, reply });
   }
 
   function enqueue(ex: Exchange, webhook: Webhook | undefined, facts: RequestFacts, body: Buffer) {
@@ -191,22 +190,15 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
      * still waiting at `deadline` (a Date.now() value) then. Their rows are stored; an answer
      * sent early beats a connection closed without one, which a sender would retry.
      */
-    answered(deadline: number): Promise<void> {
-      if (delayed.size === 0) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        const cut = setTimeout(() => {
-          for (const [timer, reply] of delayed) {
-            clearTimeout(timer);
-            reply();
-          }
-          delayed.clear();
-          resolve();
-        }, Math.max(0, deadline - Date.now()));
-        allAnswered = () => {
-          clearTimeout(cut);
-          resolve();
-        };
-      });
+    async answered(deadline: number): Promise<void> {
+      // No capture joins them now (draining): waiting for the last one's time is waiting for all.
+      const last = Math.max(...[...delayed.values()].map((d) => d.due));
+      if (delayed.size > 0) await sleep(Math.max(0, Math.min(deadline, last) - Date.now()));
+      for (const [timer, { reply }] of delayed) {
+        clearTimeout(timer);
+        reply();
+      }
+      delayed.clear();
     },
   };
 }

@@ -81,6 +81,14 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
     await replays.replay(ws, webhookId, room, since, ref);
   }
 
+  /** How the server closes a connection: `disconnect` with the reason, then the close frame. */
+  function closeWith(ws: Socket, code: number, reason: string) {
+    ws.cork(() => {
+      send(ws, 'disconnect', { reason });
+      ws.end(code, reason);
+    });
+  }
+
   /**
    * A refused frame is answered RATE_LIMITED without being read (so without its ref); a client
    * that keeps going is told `disconnect`, then closed with 1008.
@@ -91,10 +99,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
     if (verdict === 'pass') return true;
     if (verdict === 'close') {
       metrics.rateLimitCloses.inc();
-      ws.cork(() => {
-        send(ws, 'disconnect', { reason: 'rate limit exceeded' });
-        ws.end(1008, 'rate limit exceeded');
-      });
+      closeWith(ws, 1008, 'rate limit exceeded');
       return false;
     }
     sendError(ws, 'RATE_LIMITED', undefined, { retryAfterMs: rate.retryAfterMs(bucket) });
@@ -200,12 +205,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
 
     /** Sends every socket `disconnect` with the reason, then closes it with 1001 (going away). */
     close(reason: string): void {
-      for (const ws of [...sockets]) {
-        ws.cork(() => {
-          send(ws, 'disconnect', { reason });
-          ws.end(1001, reason);
-        });
-      }
+      for (const ws of [...sockets]) closeWith(ws, 1001, reason);
     },
 
     get connections() {
