@@ -107,7 +107,7 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
   }
 
   function onMessage(ws: Socket, message: ArrayBuffer, isBinary: boolean) {
-    if (message.byteLength > opts.maxPayload) return ws.end(1009, 'message too big');
+    if (message.byteLength > opts.maxPayload) return closeWith(ws, 1009, 'message too big');
     if (!withinRate(ws)) return;
     if (isBinary) return sendError(ws, 'BAD_MESSAGE', undefined, { reason: 'binary frames are not accepted; send JSON text frames' });
     let parsed: unknown;

@@ -356,12 +356,13 @@ protocol('bad frames get error events and the connection stays usable', async (c
   assert.is((await c.next('joined')).data.webhookId, id);
 });
 
-protocol('a frame over the maximum payload closes the connection with 1009', async (ctx) => {
+protocol('a frame over the maximum payload closes the connection with 1009, after a disconnect saying why', async (ctx) => {
   const c = await openClient(ctx.s.wsUrl);
   await c.next('connected');
   c.send(JSON.stringify({ event: 'ping', data: 'x'.repeat(2000) }));
   const { code } = await c.closed;
   assert.is(code, 1009);
+  assert.equal(c.frames.at(-1), { event: 'disconnect', data: { reason: 'message too big' } });
 });
 
 protocol('a frame just under uWS\'s ceiling still gets 1009; one over it is cut without a close frame (1006), as documented, and the server goes on', async (ctx) => {
