@@ -49,13 +49,17 @@ export function createReplay(opts: ReplayOptions, deps: Deps) {
     // Replayed events echo the join's ref, which tells them apart from live ones. The replay
     // follows commit order from the place of `since` (store.cursorOf), so a request another
     // instance committed out of id order is not skipped.
+    // A socket that left the room (`leave`, or its webhook was deleted) is sent nothing more of
+    // it: no page after the one in its send buffer, and no `replayed`. (One that joined again
+    // meanwhile is a member again: the rest comes, overlapping what its new join sends.)
+    const member = () => !session.closed && session.rooms.has(room);
     let cursor = await store.cursorOf(webhookId, since);
     let count = 0;
     let more = true;
-    while (more && count < opts.replayLimit && !session.closed) {
+    while (more && count < opts.replayLimit && member()) {
       const page = await store.pageAfter(webhookId, cursor, opts.replayLimit - count, opts.maxPageBytes);
       more = page.more;
-      if (session.closed || page.last === undefined) break;
+      if (!member() || page.last === undefined) break;
       const hold = reads.hold();
       if (!hold.take(page.bytes)) {
         metrics.readRefusals.inc();
@@ -63,7 +67,7 @@ export function createReplay(opts: ReplayOptions, deps: Deps) {
       }
       try {
         const json = await store.payloadsOf(webhookId, page.ids);
-        if (session.closed) return;
+        if (!member()) return;
         ws.cork(() => {
           for (const payload of json) sent(ws, ws.send(newRequestFrame(payload, ref), false));
         });
@@ -75,7 +79,7 @@ export function createReplay(opts: ReplayOptions, deps: Deps) {
         hold.release();
       }
     }
-    if (session.closed) return;
+    if (!member()) return;
     send(ws, 'replayed', { webhookId, room, count, truncated: more, last: cursor.id }, ref);
   }
 

@@ -311,7 +311,7 @@ export function createStore(sql: Sql) {
       const rows = await sql<{ id: string; position: string; bytes: number; n: string; upto: string }[]>`
         select id::text as id, position::text as position, bytes, n::text as n, upto::text as upto
         from (${rowsAfter(webhookId, after, limit, maxBytes)}) page
-        order by n`;
+        order by page.n`;
       const page = cut(rows, limit, maxBytes);
       const positions = rows.slice(0, page.ids.length).map((r) => Number(r.position));
       const n = page.ids.length;

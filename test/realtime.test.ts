@@ -286,38 +286,41 @@ const protocol = withServer('protocol', { HOOKY_MAX_WS_PAYLOAD: '1024' });
 
 protocol('join with since replays the requests committed after that id, oldest first, with the ref', async (ctx) => {
   const { id } = await createWebhook(ctx.s.url);
+  // Past nine rows, where an order by the rows' numbers as text would go astray.
   const acks: string[] = [];
-  for (let i = 0; i < 5; i++) acks.push(((await (await capture(ctx.s.url, id, { body: `n${i}` })).json()) as { id: string }).id);
+  for (let i = 0; i < 14; i++) acks.push(((await (await capture(ctx.s.url, id, { body: `n${i}` })).json()) as { id: string }).id);
   const c = await openClient(ctx.s.wsUrl);
   ctx.clients.push(c);
   c.send({ event: 'join', data: { webhookId: id, since: acks[1] }, ref: 'r' });
   await c.next('joined');
-  const replayed = [await c.next('new-request'), await c.next('new-request'), await c.next('new-request')];
+  const replayed = [];
+  for (let i = 2; i < 14; i++) replayed.push(await c.next('new-request'));
   assert.equal(replayed.map((f) => f.data.id), acks.slice(2));
-  assert.equal(replayed.map((f) => f.data.body), ['n2', 'n3', 'n4']);
+  assert.equal(replayed.map((f) => f.data.body), acks.slice(2).map((_, i) => `n${i + 2}`));
   for (const f of replayed) assert.is(f.ref, 'r');
   const done = await c.next('replayed');
-  assert.equal(done.data, { webhookId: id, room: `webhook:${id}`, count: 3, truncated: false, last: acks[4] });
+  assert.equal(done.data, { webhookId: id, room: `webhook:${id}`, count: 12, truncated: false, last: acks[13] });
   // Live events follow without a ref.
   await capture(ctx.s.url, id);
   assert.is((await c.next('new-request')).ref, undefined);
 });
 
 protocol('replay is capped at HOOKY_REPLAY_LIMIT and says so', async () => {
-  const s = await startServer({ HOOKY_REPLAY_LIMIT: '2' });
+  const s = await startServer({ HOOKY_REPLAY_LIMIT: '11' });
   try {
     const { id } = await createWebhook(s.url);
     const first = ((await (await capture(s.url, id)).json()) as { id: string }).id;
-    for (let i = 0; i < 3; i++) await capture(s.url, id);
+    const acks: string[] = [];
+    for (let i = 0; i < 13; i++) acks.push(((await (await capture(s.url, id)).json()) as { id: string }).id);
     const c = await openClient(s.wsUrl);
     c.send({ event: 'join', data: { webhookId: id, since: first } });
     await c.next('joined');
     const r = await c.next('replayed');
-    assert.is(r.data.count, 2);
+    assert.is(r.data.count, 11);
     assert.is(r.data.truncated, true);
     const events = c.frames.filter((f) => f.event === 'new-request');
-    assert.is(events.length, 2);
-    assert.is(r.data.last, events[1]!.data.id);
+    assert.equal(events.map((f) => f.data.id), acks.slice(0, 11), 'the oldest eleven, in order');
+    assert.is(r.data.last, acks[10]);
     await c.close();
   } finally {
     await s.close();

@@ -43,6 +43,8 @@ function fakeStore(n: number, bytes = 100) {
 /** A socket that records every frame sent to it; its send buffer is what the test sets. */
 function fakeSocket() {
   const session = newSession({ tokens: 1, filledAt: 0, refused: 0, refusedSince: 0 });
+  // A member of the room it replays, as a join makes it before the replay starts.
+  session.rooms.add('webhook:w');
   const frames: { event: string; data: any; ref?: unknown }[] = [];
   const fake = {
     buffered: 0,
@@ -156,6 +158,24 @@ pacing('a socket closed while its replay waits gives the page back and is sent n
   await done;
   assert.is(f.reads.held, 0);
   assert.equal(frames.map((fr) => fr.event), ['new-request', 'new-request']);
+  f.metrics.close();
+});
+
+pacing('a socket that leaves the room while its replay waits is sent nothing more of it, and no "replayed"', async () => {
+  const { store, rows } = fakeStore(6);
+  const f = fixture(store, { maxPageBytes: 200 });
+  const { ws, fake, session, frames } = fakeSocket();
+  fake.buffered = replayLowWater + 1;
+  const done = f.replays.replay(ws, 'w', 'webhook:w', rows[0]!.id, 'j');
+  await settle();
+  assert.equal(ids(frames), [1, 2]);
+  session.rooms.delete('webhook:w');
+  fake.buffered = 0;
+  f.replays.drain(ws);
+  await done;
+  assert.equal(ids(frames), [1, 2]);
+  assert.is(frames.length, 2);
+  assert.is(f.reads.held, 0);
   f.metrics.close();
 });
 

@@ -155,6 +155,13 @@ test('requestsAfter cuts a page by payload bytes (one row at least) and says mor
   for (const r of more) await store.insertRequests([r]);
   const page = await store.requestsAfter(id, all.rows.at(-1)!, 20);
   assert.equal([page.rows.map((r) => r.id), page.truncated], [more.map((r) => r.id), false]);
+  // And the replay's pages (pageAfter), cut by rows and by bytes.
+  const ids = await store.pageAfter(id, all.rows.at(-1)!, 20, Number.MAX_SAFE_INTEGER);
+  assert.equal([ids.ids, ids.more, ids.last], [more.map((r) => r.id), false, { position: 14, id: more.at(-1)!.id }]);
+  const eleven = await store.pageAfter(id, all.rows.at(-1)!, 11, Number.MAX_SAFE_INTEGER);
+  assert.equal([eleven.ids, eleven.more], [more.slice(0, 11).map((r) => r.id), true]);
+  const bytes = await store.pageAfter(id, all.rows.at(-1)!, 20, 10 * more[0]!.json.length);
+  assert.equal([bytes.ids, bytes.more], [more.slice(0, 10).map((r) => r.id), true]);
   assert.equal((await store.latest(id))?.position, 14);
   await store.deleteWebhook(id);
 });
