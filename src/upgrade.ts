@@ -50,7 +50,11 @@ const notUpgraded = new HttpError('upgrade_required', undefined, { protocols: [P
 export function createUpgrade<T>(opts: UpgradeOptions, deps: Deps<T>) {
   const { auth, metrics } = deps;
   return (res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void => {
-    const offered = req.getHeader('sec-websocket-protocol');
+    // RFC 6455 §11.3.4: the header may be sent on several lines, one list (getHeader reads the first).
+    let offered = '';
+    req.forEach((name, value) => {
+      if (name === 'sec-websocket-protocol') offered = offered === '' ? value : `${offered},${value}`;
+    });
     const key = req.getHeader('sec-websocket-key');
     const extensions = req.getHeader('sec-websocket-extensions');
     const origin = req.getHeader('origin');

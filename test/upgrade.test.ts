@@ -28,7 +28,7 @@ interface Answer {
 }
 
 /** Runs the upgrade handler once on these headers with the given state; returns what it answered. */
-function handshake(headers: Record<string, string>, state: { draining?: boolean; connections?: number } = {}) {
+function handshake(headers: Record<string, string | string[]>, state: { draining?: boolean; connections?: number } = {}) {
   const metrics = createMetrics();
   const upgrade = createUpgrade(
     { maxConnections: 2 },
@@ -48,7 +48,12 @@ function handshake(headers: Record<string, string>, state: { draining?: boolean;
     end: (body: string) => void (answer.body = JSON.parse(body)),
     upgrade: (userData: unknown, _key: string, protocol: string) => void (answer.upgraded = { userData, protocol }),
   } as unknown as HttpResponse;
-  const req = { getHeader: (name: string) => headers[name] ?? '' } as unknown as HttpRequest;
+  // A header sent on several lines is an array here: getHeader reads the first line, as uWS's does.
+  const lines = Object.entries(headers).flatMap(([name, v]) => (Array.isArray(v) ? v : [v]).map((value) => [name, value] as const));
+  const req = {
+    getHeader: (name: string) => lines.find(([n]) => n === name)?.[1] ?? '',
+    forEach: (cb: (name: string, value: string) => void) => lines.forEach(([n, v]) => cb(n, v)),
+  } as unknown as HttpRequest;
   upgrade(res, req, {} as us_socket_context_t);
   const refusedWith = answer.status === undefined ? undefined : Number(answer.status.slice(0, 3));
   const counted = refusedWith === undefined ? 0 : metrics.rejectedUpgrades.get(refusedWith);
@@ -62,6 +67,11 @@ order('a handshake that passes every check is upgraded with hooky.v1 and the new
   const a = handshake(goodHeaders);
   assert.is(a.status, undefined);
   assert.equal(a.upgraded, { userData: { accepted: true }, protocol: 'hooky.v1' });
+});
+
+order('hooky.v1 is found among the protocols of every Sec-WebSocket-Protocol line, not only the first', () => {
+  assert.equal(handshake({ ...goodHeaders, 'sec-websocket-protocol': ['chat', 'graphql-ws, hooky.v1'] }).upgraded?.protocol, 'hooky.v1');
+  assert.is(handshake({ ...goodHeaders, 'sec-websocket-protocol': ['chat', 'graphql-ws'] }).code, 'unsupported_protocol');
 });
 
 order('each refusal answers its status, code and the table\'s headers, and is counted by status', () => {
@@ -128,6 +138,28 @@ wire('connection without any subprotocol is refused with 400 unsupported_protoco
   const err = await refused(openClient(ctx.s.wsUrl, []));
   assert.is(err.status, 400);
   assert.is(JSON.parse(err.body).error, 'unsupported_protocol');
+});
+
+wire('a handshake that offers hooky.v1 on a second Sec-WebSocket-Protocol line is upgraded with it', async (ctx) => {
+  const head = await new Promise<string>((resolve, reject) => {
+    const sock = tcp(ctx.s.server.port, '127.0.0.1', () =>
+      sock.write(
+        `GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n` +
+          `sec-websocket-version: 13\r\nsec-websocket-protocol: chat\r\nsec-websocket-protocol: hooky.v1\r\n\r\n`,
+      ),
+    );
+    let out = '';
+    sock.on('data', (d) => {
+      out += d;
+      if (out.includes('\r\n\r\n')) {
+        sock.destroy();
+        resolve(out);
+      }
+    });
+    sock.on('error', reject);
+  });
+  assert.match(head, /^HTTP\/1\.1 101 /);
+  assert.match(head, /\r\nsec-websocket-protocol: hooky\.v1\r\n/i);
 });
 
 wire('a handshake for a WebSocket version other than 13 is refused 426, naming version 13', async (ctx) => {
