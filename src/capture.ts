@@ -62,7 +62,7 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
     sendError(ex, httpErr);
   }
 
-  /** Answered before the body is read, so the connection is closed rather than drained. */
+  /** Answered before the body is read (or while it is: 413, 503), so the connection is closed rather than drained. */
   function refuse(ex: Exchange, err: HttpError) {
     if (ex.done) return;
     metrics.captureErrors.inc(err.status);
@@ -169,6 +169,7 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
         );
       },
       hold,
+      (err) => refuse(ex, err),
     );
   }
 

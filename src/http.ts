@@ -92,14 +92,21 @@ export function sendError(ex: Exchange, err: HttpError, close = false): void {
  * When the budget refuses, it answers 503 `overloaded` and closes the connection. The hold is
  * given back once `done` has returned or the answer is an error; the caller gives it back when
  * the client goes away (exchange's onAbort).
+ *
+ * Both refusals (413, 503) go through `refuse`, which answers them and closes the connection;
+ * the capture route also counts them there.
  */
-export function readBody(ex: Exchange, declaredLength: string, limit: number, done: (body: Buffer) => void, hold?: Hold): void {
+export function readBody(
+  ex: Exchange,
+  declaredLength: string,
+  limit: number,
+  done: (body: Buffer) => void,
+  hold?: Hold,
+  refuse: (err: HttpError) => void = (err) => sendError(ex, err, true),
+): void {
   const declared = declaredLength === '' ? -1 : Number(declaredLength);
-  if (declared > limit) {
-    tooLarge(ex, limit);
-    return;
-  }
-  if (hold !== undefined && declared > 0 && !hold.take(declared)) return overloaded(ex, hold);
+  if (declared > limit) return refuse(tooLarge(limit));
+  if (hold !== undefined && declared > 0 && !hold.take(declared)) return overloaded(hold, refuse);
   // With a Content-Length (the usual case) the body is copied once into a buffer of its size.
   // Without a hold only up to preallocMax: a client must not make us reserve 10 MiB with a header
   // alone. With one, those bytes are already counted against the budget; and one buffer of the
@@ -113,10 +120,9 @@ export function readBody(ex: Exchange, declaredLength: string, limit: number, do
     const chunk = new Uint8Array(ab);
     if (size + chunk.length > limit) {
       hold?.release();
-      tooLarge(ex, limit);
-      return;
+      return refuse(tooLarge(limit));
     }
-    if (hold !== undefined && size + chunk.length > hold.bytes && !hold.take(size + chunk.length - hold.bytes)) return overloaded(ex, hold);
+    if (hold !== undefined && size + chunk.length > hold.bytes && !hold.take(size + chunk.length - hold.bytes)) return overloaded(hold, refuse);
     if (buf !== undefined && size + chunk.length <= buf.length) {
       buf.set(chunk, size);
     } else {
@@ -132,9 +138,9 @@ export function readBody(ex: Exchange, declaredLength: string, limit: number, do
   });
 }
 
-function overloaded(ex: Exchange, hold: Hold) {
+function overloaded(hold: Hold, refuse: (err: HttpError) => void) {
   hold.release();
-  sendError(ex, new HttpError('overloaded', 'Too many request bodies are being received at once; retry later'), true);
+  refuse(new HttpError('overloaded', 'Too many request bodies are being received at once; retry later'));
 }
 
 /**
@@ -176,9 +182,7 @@ export function sendStreamed(ex: Exchange, status: number, body: Buffer, headers
 
 const preallocMax = 1024 * 1024;
 
-function tooLarge(ex: Exchange, limit: number) {
-  sendError(ex, new HttpError('payload_too_large', `The body is larger than the limit of ${limit} bytes`, { limit }), true);
-}
+const tooLarge = (limit: number) => new HttpError('payload_too_large', `The body is larger than the limit of ${limit} bytes`, { limit });
 
 /**
  * The peer's address as text; an IPv4 client on a dual-stack socket loses its `::ffff:` prefix.

@@ -3,6 +3,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import postgres from 'postgres';
 import { testDatabaseUrl } from './support/db.js';
+import { metric } from './support/observe.js';
 import { createWebhook, startServer, uniqueId, type TestServer } from './support/server.js';
 
 const test = suite<{ s: TestServer; sql: postgres.Sql }>('capture', {} as never);
@@ -134,6 +135,7 @@ test('POST /h/:id answers 404 for an unknown webhook and stores nothing', async 
 
 test('POST /h/:id answers 413 past the body limit, declared or streamed, and stores nothing', async (ctx) => {
   const { id } = await createWebhook(ctx.s.url);
+  const refusedBefore = (await metric(ctx.s.url, 'hooky_capture_errors_total{status="413"}')) || 0;
   const big = Buffer.alloc(64 * 1024 + 1, 'a');
   const res = await fetch(`${ctx.s.url}/h/${id}`, { method: 'POST', body: big });
   assert.is(res.status, 413);
@@ -149,6 +151,8 @@ test('POST /h/:id answers 413 past the body limit, declared or streamed, and sto
   // Exactly at the limit is fine.
   assert.is((await fetch(`${ctx.s.url}/h/${id}`, { method: 'POST', body: big.subarray(1) })).status, 200);
   assert.is(await rows(ctx.sql, id), 1);
+  // Both refusals are counted among the capture errors.
+  assert.is(await metric(ctx.s.url, 'hooky_capture_errors_total{status="413"}'), refusedBefore + 2);
 });
 
 test('a custom response is answered after commit: status, headers, body and delay', async (ctx) => {

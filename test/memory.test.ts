@@ -331,6 +331,7 @@ attack('a chunked body is counted as it streams: past the ceiling it is answered
   const answer = await streaming.answer;
   assert.match(answer, /^HTTP\/1\.1 503/);
   assert.match(answer, /"error":"overloaded"/);
+  assert.is(await metric(s.url, 'hooky_capture_errors_total{status="503"}'), 1, 'counted among the capture errors');
   holder.socket.destroy();
   await eventually(async () => (await metric(s.url, 'hooky_inflight_body_bytes')) === 0, 5000, 'every hold given back');
 });
