@@ -2,7 +2,7 @@ import * as v from 'valibot';
 import type { Auth } from './auth.js';
 import type { Budget, Hold } from './budget.js';
 import { HttpError, httpErrorOf } from './errors.js';
-import { exchange, readBody, sendEmpty, sendError, sendJson, sendStreamed, type Exchange, type Headers } from './http.js';
+import { exchange, queryParams, readBody, sendEmpty, sendError, sendJson, sendStreamed, type Exchange, type Headers } from './http.js';
 import { newWebhookId } from './ids.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -33,6 +33,9 @@ interface Deps {
   onDeleted: (webhookId: string) => void;
   search: Search;
 }
+
+/** The paging parameters of a listing's query string (ListQuerySchema's keys). */
+export const pageParams = ['limit', 'before'] as const;
 
 export const ListQuerySchema = v.object({
   limit: v.pipe(
@@ -181,10 +184,7 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
     '/api/webhooks/:id/requests',
     handler(log, async (ex, req) => {
       const id = req.getParameter(0) ?? '';
-      const query = v.safeParse(ListQuerySchema, {
-        limit: req.getQuery('limit') || undefined,
-        before: req.getQuery('before') || undefined,
-      });
+      const query = v.safeParse(ListQuerySchema, queryParams(req.getQuery() ?? '', pageParams));
       if (!query.success) throw new HttpError('invalid_request', v.summarize(query.issues), { issues: issuesOf(query.issues) });
       const filter = deps.search.parse(req.getQuery() ?? '');
       await existing(id);

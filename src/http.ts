@@ -182,6 +182,21 @@ export function sendStreamed(ex: Exchange, status: number, body: Buffer, headers
 
 const preallocMax = 1024 * 1024;
 
+/**
+ * The named parameters of a raw query string, an empty value counting as absent (as an empty
+ * search box sends it). A name given twice is 400 `invalid_request`: which one was meant is a guess.
+ */
+export function queryParams<N extends string>(rawQuery: string, names: readonly N[]): Partial<Record<N, string>> {
+  const params = new URLSearchParams(rawQuery);
+  const given: Partial<Record<N, string>> = {};
+  for (const name of names) {
+    const values = params.getAll(name).filter((s) => s !== '');
+    if (values.length > 1) throw new HttpError('invalid_request', `${name} may be given once`);
+    if (values.length === 1) given[name] = values[0]!;
+  }
+  return given;
+}
+
 const tooLarge = (limit: number) => new HttpError('payload_too_large', `The body is larger than the limit of ${limit} bytes`, { limit });
 
 /**

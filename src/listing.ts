@@ -1,9 +1,9 @@
 import type { Sql } from 'postgres';
 import * as v from 'valibot';
-import { ListQuerySchema, guarded, handler, issuesOf } from './api.js';
+import { ListQuerySchema, guarded, handler, issuesOf, pageParams } from './api.js';
 import type { Auth } from './auth.js';
 import { HttpError } from './errors.js';
-import { send } from './http.js';
+import { queryParams, send } from './http.js';
 import type { Logger } from './log.js';
 import type { WebhookResponse } from './store.js';
 import type { TemplatedApp } from './uws.js';
@@ -50,7 +50,7 @@ export function registerListing(uwsApp: TemplatedApp, opts: ListingOptions, { au
   app.get(
     '/api/webhooks',
     handler(log, async (ex, req) => {
-      const query = v.safeParse(QuerySchema, { limit: req.getQuery('limit') || undefined, before: req.getQuery('before') || undefined });
+      const query = v.safeParse(QuerySchema, queryParams(req.getQuery() ?? '', pageParams));
       if (!query.success) throw new HttpError('invalid_request', v.summarize(query.issues), { issues: issuesOf(query.issues) });
       const { limit, before } = query.output;
       const cursor = before === undefined ? undefined : cursorPattern.exec(before)!;

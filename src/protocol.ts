@@ -164,6 +164,9 @@ export const bodylessStatuses: ReadonlySet<number> = new Set([204, 205, 304]);
  * Put first in the pipe of an object or record schema that an empty object satisfies: valibot's
  * take an array for an object (`[]` would pass as `{}`), and their output no longer shows it.
  */
+/** Keys valibot's record drops (see WebhookResponseSchema's headers). */
+const prototypeKeys = new Set(['__proto__', 'constructor', 'prototype']);
+
 const notArray = v.custom<unknown>((x) => !Array.isArray(x), 'Invalid type: Expected Object but received Array');
 
 /** The custom answer a webhook's capture route gives instead of the default 200. */
@@ -174,11 +177,19 @@ export const WebhookResponseSchema = v.pipe(
   headers: v.optional(
     v.pipe(
       notArray,
+      // valibot's record leaves these keys out without a word (they could reach an object's
+      // prototype): refused, rather than a header the webhook's owner set and never sees sent.
+      v.check(
+        (h) => typeof h !== 'object' || h === null || !Object.keys(h).some((k) => prototypeKeys.has(k)),
+        'header names __proto__, constructor and prototype are not supported',
+      ),
       v.record(
         v.pipe(v.string(), v.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'header names must be RFC 9110 tokens')),
         v.pipe(v.string(), v.maxLength(8192), v.regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'header values must hold no control characters')),
       ),
-      // Header names are case-insensitive; stored lower-case like captured headers.
+      // Header names are case-insensitive; stored lower-case like captured headers, so two that
+      // differ only in case would be one, with one of the two values.
+      v.check((h) => new Set(Object.keys(h).map((k) => k.toLowerCase())).size === Object.keys(h).length, 'header names must differ by more than case'),
       v.transform((h) => Object.fromEntries(Object.entries(h).map(([k, val]) => [k.toLowerCase(), val]))),
       v.check((h) => !Object.keys(h).some((k) => reservedHeaders.has(k)), `headers may not set ${[...reservedHeaders].join(', ')}`),
     ),
@@ -195,7 +206,8 @@ export const CreateWebhookSchema = v.pipe(
   notArray,
   v.strictObject({
     id: v.optional(WebhookIdSchema),
-    response: v.optional(WebhookResponseSchema),
+    // null: the default answer, as GET shows a webhook without a custom one.
+    response: v.optional(v.nullable(WebhookResponseSchema)),
   }),
 );
 

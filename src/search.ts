@@ -2,6 +2,7 @@ import type { PendingQuery, Row, Sql } from 'postgres';
 import * as v from 'valibot';
 import { issuesOf } from './api.js';
 import { HttpError } from './errors.js';
+import { queryParams } from './http.js';
 
 export interface SearchOptions {
   /** Requests one filtered page examines at most, newest first, before it answers. */
@@ -82,13 +83,7 @@ export function createSearch(sql: Sql, opts: SearchOptions) {
      * absent, as an empty search box sends them). Throws invalid_request on a bad or repeated one.
      */
     parse(rawQuery: string): Filter | undefined {
-      const params = new URLSearchParams(rawQuery);
-      const given: Record<string, string> = {};
-      for (const name of filterNames) {
-        const values = params.getAll(name).filter((s) => s !== '');
-        if (values.length > 1) throw new HttpError('invalid_request', `${name} may be given once`);
-        if (values.length === 1) given[name] = values[0]!;
-      }
+      const given = queryParams(rawQuery, filterNames);
       if (Object.keys(given).length === 0) return undefined;
       const parsed = v.safeParse(FilterSchema, given);
       if (!parsed.success) throw new HttpError('invalid_request', v.summarize(parsed.issues), { issues: issuesOf(parsed.issues) });

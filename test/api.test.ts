@@ -44,6 +44,16 @@ test('POST /api/webhooks with a chosen id and a custom response', async (ctx) =>
   assert.equal(got, w);
 });
 
+test('POST /api/webhooks takes "response": null as the default answer, as GET shows it', async (ctx) => {
+  const res = await post(ctx.s.url, { response: null });
+  assert.is(res.status, 201);
+  const w = (await res.json()) as { id: string; response: unknown };
+  assert.is(w.response, null);
+  const answer = await fetch(`${ctx.s.url}/h/${w.id}`);
+  assert.is(answer.status, 200);
+  assert.is(((await answer.json()) as { ok: boolean }).ok, true);
+});
+
 test('POST /api/webhooks answers 409 conflict for an existing id', async (ctx) => {
   const id = uniqueId();
   assert.is((await post(ctx.s.url, { id })).status, 201);
@@ -73,6 +83,11 @@ test('POST /api/webhooks answers 400 invalid_request on a bad body', async (ctx)
     [{ response: { headers: { 'bad header': 'x' } } }],
     [{ response: { headers: { x: 'line\r\nbreak' } } }],
     [{ response: { body: 42 } }],
+    // Names an object's prototype answers to, which would otherwise be dropped without a word.
+    [undefined, '{"response":{"headers":{"__proto__":"p"}}}'],
+    [undefined, '{"response":{"headers":{"constructor":"c","x-ok":"1"}}}'],
+    // Two names that are one header.
+    [{ response: { headers: { 'X-A': 'v', 'x-a': 'w' } } }],
   ];
   for (const [body, raw] of bad) {
     const res = await post(ctx.s.url, body, raw);
@@ -128,6 +143,12 @@ test('GET /api/webhooks/:id/requests validates limit and before', async (ctx) =>
     const res = await fetch(`${ctx.s.url}/api/webhooks/${id}/requests?${q}`);
     assert.is(res.status, 400, q);
     assert.is(((await res.json()) as { error: string }).error, 'invalid_request');
+  }
+  // Given twice, which one was meant is a guess: refused, and said so.
+  for (const q of ['limit=1&limit=2', 'before=a&before=b']) {
+    const res = await fetch(`${ctx.s.url}/api/webhooks/${id}/requests?${q}`);
+    assert.is(res.status, 400, q);
+    assert.equal((await res.json()) as object, { error: 'invalid_request', message: `${q.split('=')[0]} may be given once` });
   }
   assert.is((await fetch(`${ctx.s.url}/api/webhooks/${id}/requests?limit=1000`)).status, 200);
   assert.is((await fetch(`${ctx.s.url}/api/webhooks/${uniqueId()}/requests`)).status, 404);

@@ -72,7 +72,7 @@ test('GET /api/webhooks pages through every webhook without duplicates, across a
 });
 
 test('GET /api/webhooks answers 400 invalid_request on a bad limit or cursor', async (ctx) => {
-  for (const q of ['limit=0', 'limit=1001', 'limit=x', 'before=nope', 'before=123.-x', 'before=12']) {
+  for (const q of ['limit=0', 'limit=1001', 'limit=x', 'before=nope', 'before=123.-x', 'before=12', 'limit=1&limit=2']) {
     const res = await fetch(`${ctx.s.url}/api/webhooks?${q}`);
     assert.is(res.status, 400, q);
     assert.is(((await res.json()) as { error: string }).error, 'invalid_request');
