@@ -8,10 +8,16 @@ import postgres from 'postgres';
 
 const codeOf = (err: unknown) => (err as { code?: unknown } | null)?.code;
 
-/** Postgres is out of reach: no connection, a connection lost, or the server shutting down (57P0x). */
+/**
+ * Postgres is out of reach: no connection, a connection lost, the server shutting down (57P0x),
+ * a connection exception (class 08) or out of resources (class 53: disk full, out of memory, too
+ * many connections), or any error that ends the session (severity FATAL or PANIC: among them a
+ * database not accepting connections, 55000 at connect).
+ */
 export function isUnreachable(err: unknown): boolean {
   const code = codeOf(err);
-  return typeof code === 'string' && /^(ECONN|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_|57P0)/.test(code);
+  if (err instanceof postgres.PostgresError && (err.severity === 'FATAL' || err.severity === 'PANIC')) return true;
+  return typeof code === 'string' && /^(ECONN|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_|57P0|08|53)/.test(code);
 }
 
 /**
