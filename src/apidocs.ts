@@ -313,7 +313,12 @@ export function openApi(): Json {
             '200': { description: 'Ready', ...jsonBody(ref('Health'), { example: { status: 'ready' } }) },
             '503': {
               description: 'Draining, or Postgres does not answer within 2 s',
-              ...jsonBody(ref('Health'), { examples: { draining: { value: { status: 'draining' } }, storage_unavailable: { value: { status: 'storage_unavailable' } } } }),
+              headers: { 'retry-after': { description: `\`${httpErrors.draining.headers['retry-after']}\``, schema: { type: 'string' } } },
+              ...jsonBody(ref('Health'), {
+                examples: Object.fromEntries(
+                  (['draining', 'storage_unavailable'] as const).map((code) => [code, { value: { error: code, message: httpErrors[code].message, status: code } }]),
+                ),
+              }),
             },
           },
         },

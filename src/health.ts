@@ -14,6 +14,11 @@ interface Deps {
 
 const json = { 'content-type': 'application/json' };
 const pingTimeoutMs = 2000;
+// A 503 is the error table's (its body {"error", "message"} and Retry-After), with the `status`
+// a probe reads beside it.
+const notReady = (code: 'draining' | 'storage_unavailable') => new HttpError(code, undefined, { status: code });
+const draining = notReady('draining');
+const unavailable = notReady('storage_unavailable');
 
 /** `/healthz` (the process runs), `/readyz` (it can take captures), `/metrics` (Prometheus). */
 export function registerHealth(app: TemplatedApp, deps: Deps): void {
@@ -24,14 +29,14 @@ export function registerHealth(app: TemplatedApp, deps: Deps): void {
 
   app.get('/readyz', (res) => {
     const ex = exchange(res);
-    if (deps.isDraining()) return send(ex, 503, '{"status":"draining"}', json);
+    if (deps.isDraining()) return sendError(ex, draining);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error('timeout')), pingTimeoutMs);
     });
     Promise.race([deps.ping(), timeout]).then(
-      () => send(ex, deps.isDraining() ? 503 : 200, deps.isDraining() ? '{"status":"draining"}' : '{"status":"ready"}', json),
-      () => send(ex, 503, '{"status":"storage_unavailable"}', json),
+      () => (deps.isDraining() ? sendError(ex, draining) : send(ex, 200, '{"status":"ready"}', json)),
+      () => sendError(ex, unavailable),
     ).finally(() => clearTimeout(timer));
   });
 

@@ -257,4 +257,9 @@ export const CaptureAckSchema = v.object({ ok: v.literal(true), id: v.string() }
 export const ErrorBodySchema = v.looseObject({ error: v.string(), message: v.string() });
 
 /** `/healthz` and `/readyz`. */
-export const HealthSchema = v.object({ status: v.picklist(['ok', 'ready', 'draining', 'storage_unavailable']) });
+/** `/healthz` and `/readyz`; a 503 from `/readyz` is also an error body (`error`, `message`). */
+export const HealthSchema = v.object({
+  status: v.picklist(['ok', 'ready', 'draining', 'storage_unavailable']),
+  error: v.optional(v.picklist(['draining', 'storage_unavailable'])),
+  message: v.optional(v.string()),
+});

@@ -29,7 +29,8 @@ test('GET /readyz answers 200 when Postgres answers, 503 when it cannot be reach
     proxy.cut();
     const down = await fetch(`${s.url}/readyz`);
     assert.is(down.status, 503);
-    assert.equal(await down.json(), { status: 'storage_unavailable' });
+    assert.equal(await down.json(), { error: 'storage_unavailable', message: 'Storage is unavailable; retry later', status: 'storage_unavailable' });
+    assert.is(down.headers.get('retry-after'), '1');
     assert.is((await fetch(`${s.url}/healthz`)).status, 200, 'liveness does not depend on Postgres');
     await proxy.restore();
     assert.is((await fetch(`${s.url}/readyz`)).status, 200);
