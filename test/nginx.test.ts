@@ -124,6 +124,18 @@ if (binary === undefined && process.env.CI === undefined) {
     assert.is(((await missing.json()) as { error: string }).error, 'method_not_allowed');
   });
 
+  test('a header whose name uWS refuses (an underscore, a dot) is left out by nginx, so the capture goes through', async (ctx) => {
+    const via = `http://127.0.0.1:${ctx.port}`;
+    const { id } = await createWebhook(via);
+    // Straight to hooky such a request gets no answer (docs/limits-and-security.md).
+    const res = await fetch(`${via}/h/${id}`, { method: 'POST', body: 'x', headers: { X_Api_Key: 'k', 'X.Trace': 't', 'X-Kept': 'yes' } });
+    assert.is(res.status, 200);
+    const { id: rid } = (await res.json()) as { id: string };
+    const got = (await (await fetch(`${via}/api/webhooks/${id}/requests/${rid}`)).json()) as { headers: Record<string, string> };
+    assert.is(got.headers['x-kept'], 'yes');
+    assert.equal(Object.keys(got.headers).filter((h) => h.includes('_') || h.includes('.')), []);
+  });
+
   test('sourceIp is the client nginx saw, from X-Forwarded-For with HOOKY_TRUST_PROXY=1; a forged entry is ignored', async (ctx) => {
     const { id } = await createWebhook(ctx.hooky.url);
     // From 127.0.0.2 (any 127/8 address is this machine): hooky itself sees nginx, 127.0.0.1.
