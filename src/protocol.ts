@@ -164,10 +164,10 @@ export const bodylessStatuses: ReadonlySet<number> = new Set([204, 205, 304]);
  * Put first in the pipe of an object or record schema that an empty object satisfies: valibot's
  * take an array for an object (`[]` would pass as `{}`), and their output no longer shows it.
  */
+const notArray = v.custom<unknown>((x) => !Array.isArray(x), 'Invalid type: Expected Object but received Array');
+
 /** Keys valibot's record drops (see WebhookResponseSchema's headers). */
 const prototypeKeys = new Set(['__proto__', 'constructor', 'prototype']);
-
-const notArray = v.custom<unknown>((x) => !Array.isArray(x), 'Invalid type: Expected Object but received Array');
 
 /** The custom answer a webhook's capture route gives instead of the default 200. */
 export const WebhookResponseSchema = v.pipe(
@@ -256,7 +256,6 @@ export const CaptureAckSchema = v.object({ ok: v.literal(true), id: v.string() }
 /** Every HTTP error: a stable `error` code, a message for people, and for some codes more fields. */
 export const ErrorBodySchema = v.looseObject({ error: v.string(), message: v.string() });
 
-/** `/healthz` and `/readyz`. */
 /** `/healthz` and `/readyz`; a 503 from `/readyz` is also an error body (`error`, `message`). */
 export const HealthSchema = v.object({
   status: v.picklist(['ok', 'ready', 'draining', 'storage_unavailable']),
