@@ -140,47 +140,36 @@ wire('connection without any subprotocol is refused with 400 unsupported_protoco
   assert.is(JSON.parse(err.body).error, 'unsupported_protocol');
 });
 
-wire('a handshake that offers hooky.v1 on a second Sec-WebSocket-Protocol line is upgraded with it', async (ctx) => {
-  const head = await new Promise<string>((resolve, reject) => {
-    const sock = tcp(ctx.s.server.port, '127.0.0.1', () =>
-      sock.write(
-        `GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n` +
-          `sec-websocket-version: 13\r\nsec-websocket-protocol: chat\r\nsec-websocket-protocol: hooky.v1\r\n\r\n`,
-      ),
+/**
+ * A handshake written by hand (what a WebSocket client will not send) with these header lines
+ * after the key; resolves with what came back up to `until`.
+ */
+function rawHandshake(port: number, lines: string, until: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = tcp(port, '127.0.0.1', () =>
+      sock.write(`GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n${lines}\r\n`),
     );
     let out = '';
     sock.on('data', (d) => {
       out += d;
-      if (out.includes('\r\n\r\n')) {
+      if (out.includes(until)) {
         sock.destroy();
         resolve(out);
       }
     });
     sock.on('error', reject);
   });
+}
+
+wire('a handshake that offers hooky.v1 on a second Sec-WebSocket-Protocol line is upgraded with it', async (ctx) => {
+  const head = await rawHandshake(ctx.s.server.port, 'sec-websocket-version: 13\r\nsec-websocket-protocol: chat\r\nsec-websocket-protocol: hooky.v1\r\n', '\r\n\r\n');
   assert.match(head, /^HTTP\/1\.1 101 /);
   assert.match(head, /\r\nsec-websocket-protocol: hooky\.v1\r\n/i);
 });
 
 wire('a handshake for a WebSocket version other than 13 is refused 426, naming version 13', async (ctx) => {
   for (const version of ['8', '', 'x']) {
-    const head = await new Promise<string>((resolve, reject) => {
-      const sock = tcp(ctx.s.server.port, '127.0.0.1', () =>
-        sock.write(
-          `GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n` +
-            `sec-websocket-version: ${version}\r\nsec-websocket-protocol: hooky.v1\r\n\r\n`,
-        ),
-      );
-      let out = '';
-      sock.on('data', (d) => {
-        out += d;
-        if (out.includes('}')) {
-          sock.destroy();
-          resolve(out);
-        }
-      });
-      sock.on('error', reject);
-    });
+    const head = await rawHandshake(ctx.s.server.port, `sec-websocket-version: ${version}\r\nsec-websocket-protocol: hooky.v1\r\n`, '}');
     assert.match(head, /^HTTP\/1\.1 426 Upgrade Required\r\n/, JSON.stringify(version));
     assert.match(head, /\r\nsec-websocket-version: 13\r\n/i);
     assert.match(head, /"error":"upgrade_required"/);
