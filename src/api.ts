@@ -103,7 +103,7 @@ export function registerApi(uwsApp: TemplatedApp, opts: ApiOptions, deps: Deps):
   const view = (w: Webhook) => ({ id: w.id, url: `${opts.publicUrl()}/h/${w.id}`, createdAt: w.createdAt, response: w.response });
 
   async function existing(id: string): Promise<Webhook> {
-    const w = webhookIdPattern.test(id) ? await webhooks.find(id) : undefined;
+    const w = webhookIdPattern.test(id) ? await webhooks.read(id) : undefined;
     if (!w) throw notFound('Webhook');
     return w;
   }

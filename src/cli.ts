@@ -129,10 +129,17 @@ async function main(argv: string[]): Promise<number> {
   const command = commands[name as keyof typeof commands];
   let parsed;
   try {
-    parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
     // parseArgs explains unknown options and missing values well; keep its words.
     throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  // parseArgs keeps the last of a repeated option: `--id a --id b` would create b without a word.
+  const given = new Set<string>();
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option') continue;
+    if (given.has(token.name)) throw new UsageError(`--${token.name} may be given once`);
+    given.add(token.name);
   }
   if (parsed.values.help) {
     process.stdout.write(help[name as keyof typeof commands]);
@@ -143,8 +150,13 @@ async function main(argv: string[]): Promise<number> {
 
 async function serve({ positionals, workers }: Args): Promise<number> {
   if (positionals.length > 0) throw new UsageError('serve takes no arguments; configure it with environment variables');
-  // Checked with the rest of the configuration, as HOOKY_WORKERS (config.ts).
-  if (workers !== undefined) process.env.HOOKY_WORKERS = workers;
+  // HOOKY_WORKERS's rule (config.ts), told as the flag's: a usage error.
+  if (workers !== undefined) {
+    const { settingProblem } = await import('./config.js');
+    const problem = settingProblem('HOOKY_WORKERS', workers);
+    if (problem !== undefined) throw new UsageError(`--workers ${problem}`);
+    process.env.HOOKY_WORKERS = workers;
+  }
   // main.ts starts the server and owns the process from here: its signal handlers end it.
   await import('./main.js');
   return new Promise<number>(() => undefined);

@@ -178,6 +178,17 @@ export const EnvSchema = v.object(
   Object.fromEntries(Object.values(settings).flatMap((group) => Object.values(group).map((s) => [s.name, s.schema]))) as Record<string, v.GenericSchema>,
 );
 
+/**
+ * Why `value` is not a valid value of the environment variable `name`, or undefined when it is:
+ * for a command-line flag that stands for one (`hooky serve --workers`).
+ */
+export function settingProblem(name: string, value: string): string | undefined {
+  const schema = EnvSchema.entries[name];
+  if (schema === undefined) throw new Error(`no setting ${name}`);
+  const result = v.safeParse(schema, value, { abortPipeEarly: true });
+  return result.success ? undefined : result.issues[0].message;
+}
+
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);

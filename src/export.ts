@@ -6,7 +6,7 @@ import { guarded, methodNotAllowed } from './api.js';
 import type { Auth } from './auth.js';
 import { customDefaultType } from './capture.js';
 import { HttpError, httpErrorOf } from './errors.js';
-import { exchange, sendError, statusLine, type Exchange } from './http.js';
+import { exchange, queryParams, sendError, statusLine, type Exchange } from './http.js';
 import type { Logger } from './log.js';
 import { webhookIdPattern, type CapturedRequest } from './protocol.js';
 import type { Webhook } from './store.js';
@@ -59,7 +59,7 @@ export function registerExport(uwsApp: TemplatedApp, opts: ExportOptions, { auth
     };
     const ex = exchange(res, wake);
     const id = req.getParameter(0) ?? '';
-    const query = v.safeParse(QuerySchema, { format: req.getQuery('format') || undefined });
+    const rawQuery = req.getQuery() ?? '';
     const stream = { started: false };
     // One handler for the whole response. uWS puts back the handler it called after the call,
     // over any registered meanwhile, and a write woken by it may well register the next one
@@ -70,8 +70,9 @@ export function registerExport(uwsApp: TemplatedApp, opts: ExportOptions, { auth
     const writable = () => new Promise<void>((resolve) => (waiting = resolve));
 
     const run = async () => {
+      const query = v.safeParse(QuerySchema, queryParams(rawQuery, ['format']));
       if (!query.success) throw new HttpError('invalid_request', v.summarize(query.issues));
-      const webhook = webhookIdPattern.test(id) ? await webhooks.find(id) : undefined;
+      const webhook = webhookIdPattern.test(id) ? await webhooks.read(id) : undefined;
       if (!webhook) throw new HttpError('not_found', 'Webhook not found');
       const format = query.output.format;
       // Requests captured after this moment are not part of the export: under a steady stream of

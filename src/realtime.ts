@@ -64,7 +64,9 @@ export function createRealtime(app: TemplatedApp, opts: RealtimeOptions, deps: D
         return sendError(ws, 'TOO_MANY_ROOMS', ref, { webhookId, maxRooms: opts.maxRooms });
       }
       const found = webhooks.find(webhookId);
-      const webhook = found instanceof Promise ? await found : found;
+      // A miss the cache remembers is asked again: the webhook may have been created through
+      // another instance a moment ago, its notice still on the bus.
+      const webhook = found instanceof Promise ? await found : (found ?? (await webhooks.read(webhookId)));
       if (session.closed) return;
       if (!webhook) return sendError(ws, 'WEBHOOK_NOT_FOUND', ref, { webhookId });
       // Checked again: another join may have completed while we waited.

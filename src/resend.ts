@@ -100,7 +100,7 @@ export function registerResend(uwsApp: TemplatedApp, opts: ResendOptions, { auth
     if (!allowed.has(target.origin.toLowerCase())) {
       throw new HttpError('forbidden_target', `${target.origin} is not one of the origins HOOKY_RESEND_ALLOW lists`, { origin: target.origin });
     }
-    if (!webhookIdPattern.test(id) || !(await webhooks.find(id))) throw new HttpError('not_found', 'Webhook not found');
+    if (!webhookIdPattern.test(id) || !(await webhooks.read(id))) throw new HttpError('not_found', 'Webhook not found');
     const json = v.is(RequestIdSchema, requestId) ? await store.getRequest(id, requestId) : undefined;
     if (json === undefined) throw new HttpError('not_found', 'Request not found');
     const result = await send(JSON.parse(json) as CapturedRequest, target, opts.timeoutMs);

@@ -10,7 +10,8 @@ const missTtlMs = 1000;
 /**
  * Known webhooks, cached so the capture hot path rarely asks Postgres whether an id exists.
  * Misses are remembered briefly and concurrent lookups of one id share a query, so a flood of
- * captures or joins for unknown ids costs Postgres about one query per id per second.
+ * captures for unknown ids costs Postgres about one query per id per second (joins, which the
+ * message rate limit bounds, ask again past a remembered miss: see `read`).
  * Deleting through `forget` keeps this instance from accepting captures for a webhook that is gone;
  * `forget` also ends a remembered miss, which the bus does when another instance creates the id.
  */
@@ -56,6 +57,18 @@ export function createWebhookCache(store: Store) {
         missed.delete(id);
       }
       return inFlight.get(id) ?? lookup(id);
+    },
+    /**
+     * The webhook as Postgres has it now, past the cache: for REST reads and for a join the cache
+     * would refuse. Another instance's create or delete is announced on the bus, a few
+     * milliseconds after its answer; a client that was answered there and asks here at once
+     * must already see it. (Captures keep `find`: a stale entry costs them nothing, as the
+     * INSERT finds no webhook row and answers 404, and a miss answered 404 is never stored.)
+     * It leaves the cache as it is: a read that began before a local create or delete
+     * committed could otherwise put back what that change replaced.
+     */
+    read(id: string): Promise<Webhook | undefined> {
+      return store.getWebhook(id);
     },
     remember,
     forget(id: string): void {

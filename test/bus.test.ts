@@ -200,6 +200,27 @@ two('a webhook created on A can be joined and captured on B even just after B fo
   await probe.next('joined');
 });
 
+two('REST reads and joins on B agree with Postgres at once, whatever B\'s cache holds: a webhook deleted or created with no notice', async (ctx) => {
+  const store = createStore(ctx.sql);
+  const { id } = await createWebhook(ctx.a.url);
+  assert.is((await fetch(`${ctx.b.url}/api/webhooks/${id}`)).status, 200, 'B knows it');
+  await store.deleteWebhook(id); // straight in Postgres: nobody notifies, as while a notice is on its way
+  for (const path of ['', '/requests', '/export']) assert.is((await fetch(`${ctx.b.url}/api/webhooks/${id}${path}`)).status, 404, `GET …${path}`);
+  assert.is((await fetch(`${ctx.b.url}/h/${id}`, { method: 'POST', body: 'x' })).status, 404, 'a capture is not stored');
+  // Created with no notice, once B remembers it missing.
+  const late = `t-quiet-${Date.now().toString(36)}`;
+  const probe = await openClient(ctx.b.wsUrl);
+  ctx.clients.push(probe);
+  probe.send({ event: 'join', data: { webhookId: late } });
+  assert.is((await probe.next('error')).data.code, 'WEBHOOK_NOT_FOUND');
+  assert.is((await fetch(`${ctx.b.url}/h/${late}`, { method: 'POST', body: 'x' })).status, 404);
+  await store.createWebhook(late, null);
+  assert.is((await fetch(`${ctx.b.url}/api/webhooks/${late}`)).status, 200);
+  probe.send({ event: 'join', data: { webhookId: late }, ref: 'again' });
+  assert.is((await probe.next('joined')).ref, 'again');
+  await store.deleteWebhook(late);
+});
+
 twoInstanceCases(two);
 two.run();
 

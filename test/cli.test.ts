@@ -80,12 +80,21 @@ create('usage errors exit 2 and point to --help; an unreachable server exits 1',
     ['listen', 'ok', '--token', 'slash/and=equals'],
     ['serve', '--token', token],
     ['serve', '--url', 'http://localhost:1'],
+    // The last of a repeated option would win without a word.
+    ['create', '--id', 'a', '--id', 'b'],
+    ['listen', 'ok', '--since', 'x', '--since', 'y'],
+    // HOOKY_WORKERS's rule, told as the flag's.
+    ['serve', '--workers', '0'],
+    ['serve', '--workers', 'abc'],
   ];
   const results = await Promise.all(cases.map((args) => run(args)));
   results.forEach((r, i) => {
     assert.is(r.code, 2, `hooky ${cases[i]!.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, /hooky --help|Usage: hooky/);
   });
+  assert.match(results.at(-4)!.stderr, 'hooky: --id may be given once');
+  assert.match(results.at(-2)!.stderr, 'hooky: --workers must be at least 1');
+  assert.match(results.at(-1)!.stderr, 'hooky: --workers must be a whole number');
   const port = await freePort();
   const down = await run(['create', '--url', `http://127.0.0.1:${port}`]);
   assert.is(down.code, 1);
@@ -131,8 +140,8 @@ imports('create and listen load the SDK, protocol, forward, format, rest and pay
     metafile: true,
     logLevel: 'silent',
     packages: 'external',
-    // serve's `import('./main.js')`, the one way into the server.
-    plugins: [{ name: 'serve', setup: (b) => b.onResolve({ filter: /^\.\/main\.js$/ }, (a) => ({ path: a.path, external: true })) }],
+    // serve's `import('./main.js')`, the one way into the server, and its `import('./config.js')` to check --workers.
+    plugins: [{ name: 'serve', setup: (b) => b.onResolve({ filter: /^\.\/(main|config)\.js$/ }, (a) => ({ path: a.path, external: true })) }],
   });
   const ours = Object.keys(result.metafile.inputs).filter((i) => i.startsWith('src/') && !i.startsWith('src/client/'));
   assert.equal(ours.sort(), ['src/cli.ts', 'src/format.ts', 'src/forward.ts', 'src/payload.ts', 'src/protocol.ts', 'src/rest.ts', 'src/watcher.ts']);

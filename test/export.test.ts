@@ -141,6 +141,8 @@ test('GET /api/webhooks/:id/export answers 400 on a bad format, 404 for an unkno
   const bad = await fetch(`${ctx.s.url}/api/webhooks/${w.id}/export?format=csv`);
   assert.is(bad.status, 400);
   assert.is(((await bad.json()) as { error: string }).error, 'invalid_request');
+  const twice = await fetch(`${ctx.s.url}/api/webhooks/${w.id}/export?format=ndjson&format=har`);
+  assert.equal([twice.status, await twice.json()], [400, { error: 'invalid_request', message: 'format may be given once' }]);
   assert.is((await fetch(`${ctx.s.url}/api/webhooks/nope-${w.id}/export`)).status, 404);
   assert.is((await fetch(`${ctx.s.url}/api/webhooks/${w.id}/export`, { method: 'POST' })).status, 405);
   const token = 'export-token-0123456789';
