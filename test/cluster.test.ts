@@ -396,7 +396,7 @@ restart.run();
 
 const cli = suite('cluster: hooky serve --workers');
 
-cli('hooky serve --workers 2 serves with two workers; --workers 0 is refused with the rule, exit 1', async () => {
+cli('hooky serve --workers 2 serves with two workers; --workers 0 is a usage error told with the rule, exit 2', async () => {
   const env = { ...process.env, DATABASE_URL: await testDatabaseUrl(), PORT: '0', HOST: '127.0.0.1', HOOKY_RETENTION_MAX_REQUESTS: '0', HOOKY_RETENTION_MAX_AGE_HOURS: '0' };
   const cliTs = new URL('../src/cli.ts', import.meta.url).pathname;
   const child = spawn(process.execPath, ['--import', 'tsx', cliTs, 'serve', '--workers', '2'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -412,8 +412,8 @@ cli('hooky serve --workers 2 serves with two workers; --workers 0 is refused wit
     assert.is(await exited, 0);
   }
   const refused = spawnSync(process.execPath, ['--import', 'tsx', cliTs, 'serve', '--workers', '0'], { env, encoding: 'utf8' });
-  assert.is(refused.status, 1);
-  assert.match(refused.stderr, /HOOKY_WORKERS="0": must be at least 1/);
+  assert.is(refused.status, 2);
+  assert.match(refused.stderr, /^hooky: --workers must be at least 1\n/);
 });
 
 cli.run();
