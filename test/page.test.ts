@@ -378,14 +378,15 @@ function registerSuites() {
     await openInspector(page, srv.url, id);
     const { execFile } = await import('node:child_process');
     for (const body of bodies) {
-      const rid = await capture(srv.url, id, { method: 'PATCH', path: "/it's/here?a=1&b=two+words", headers: { 'content-type': 'application/octet-stream', 'x-custom': "v'1" }, body });
+      // The query as sent, byte for byte: its order, a bare flag, %20 and + (what a signature over the URL covers).
+      const rid = await capture(srv.url, id, { method: 'PATCH', path: "/it's/here?b=1&a=2&b=3&flag&sig=a%2Fb%20c&w=two+words", headers: { 'content-type': 'application/octet-stream', 'x-custom': "v'1" }, body });
       await selectRow(page, rid);
       await page.click('.detail-head button:text("Copy as curl")');
       const cmd = await page.evaluate(() => navigator.clipboard.readText());
       const out = await new Promise<string>((resolve, reject) => execFile('bash', ['-c', cmd], (err, stdout) => (err ? reject(err) : resolve(stdout))));
       const again = (JSON.parse(out) as { id: string }).id;
       const [a, b] = await Promise.all([rid, again].map(async (r) => JSON.parse((await http('GET', `${srv.url}/api/webhooks/${id}/requests/${r}`)).text) as Record<string, unknown>));
-      for (const field of ['method', 'path', 'queryParams', 'body', 'bodyEncoding', 'size']) assert.equal(b![field], a![field], field);
+      for (const field of ['method', 'path', 'rawQuery', 'queryParams', 'body', 'bodyEncoding', 'size']) assert.equal(b![field], a![field], field);
       assert.is((b!.headers as Record<string, string>)['x-custom'], "v'1");
       await page.waitForSelector(`[data-request-id="${again}"]`);
     }
@@ -477,6 +478,23 @@ function registerSuites() {
     await page.close();
   });
   token.run();
+
+  // --- a live connection refused (a browser cannot see why) -------------------------------------
+  const refused = setup('the inspector when /ws is refused', { HOOKY_ALLOWED_ORIGINS: 'https://elsewhere.example' });
+  refused('still lists the stored requests, and says the WebSocket never got through', async ({ browser, srv }) => {
+    const { id } = await createWebhook(srv.url);
+    const rids: string[] = [];
+    for (let i = 0; i < 3; i++) rids.push(await capture(srv.url, id, { body: `stored ${i}` }));
+    const page = await browser.context.newPage();
+    page.on('pageerror', (err) => process.stderr.write(`page error: ${err.stack ?? err.message}\n`));
+    await page.goto(`${srv.url}/inspect/${id}`);
+    await eventually(async () => (await listedIds(page)).length === 3, 10_000, 'the stored requests');
+    assert.equal((await listedIds(page)).sort(), [...rids].sort());
+    await page.waitForFunction(() => document.querySelector('[data-connection-state]')?.textContent?.includes('never connected'), undefined, { timeout: 20_000 });
+    assert.is(await page.getAttribute('[data-connection-state]', 'data-connection-state'), 'reconnecting');
+    await page.close();
+  });
+  refused.run();
 
   // --- search, resend, export: routes of the REST API -------------------------------------------
   const rest = setup('search, resend and export from the page');

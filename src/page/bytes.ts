@@ -67,8 +67,13 @@ export function hexLines(bytes: Uint8Array, from: number, to: number): string {
   return out;
 }
 
-/** The query string as sent, rebuilt from the decoded parameters. */
+/**
+ * The query string as sent: `rawQuery`, byte for byte (its order, its escapes and a bare `flag`
+ * are what a signature over the URL covers, and what Copy as curl must send again); rebuilt from
+ * the decoded parameters only for a request stored before hooky kept it.
+ */
 export function queryString(req: CapturedRequest): string {
+  if (req.rawQuery !== undefined) return req.rawQuery === '' ? '' : `?${req.rawQuery}`;
   const q = new URLSearchParams();
   for (const [name, value] of Object.entries(req.queryParams)) for (const v of Array.isArray(value) ? value : [value]) q.append(name, v);
   const s = q.toString();

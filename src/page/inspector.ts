@@ -35,6 +35,8 @@ interface Filters {
 const firstPage = 100;
 const olderPage = 250;
 const followDetailMs = 250;
+/** How long the stored requests wait for the live join before they are read anyway. */
+const joinWaitMs = 2000;
 
 export async function inspector(root: HTMLElement, webhookId: string): Promise<void> {
   document.title = `${webhookId} · hooky`;
@@ -72,13 +74,13 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
       'a',
       {
         href: `${base}/export?format=${format}`,
-        download: `${webhookId}.${format === 'har' ? 'har' : 'ndjson'}`,
+        download: `hooky-${webhookId}.${format === 'har' ? 'har' : 'ndjson'}`,
         class: 'button',
         onclick: (ev: Event) => {
           // A link cannot carry the Bearer header: with a token, fetch and save.
           if (!token()) return;
           ev.preventDefault();
-          void api(`${base}/export?format=${format}`).then(async (res) => download(await res.blob(), `${webhookId}.${format === 'har' ? 'har' : 'ndjson'}`));
+          void api(`${base}/export?format=${format}`).then(async (res) => download(await res.blob(), `hooky-${webhookId}.${format === 'har' ? 'har' : 'ndjson'}`));
         },
       },
       label,
@@ -232,7 +234,14 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
       }
     }
   }
-  const loadOlder = () => loadPage(olderPage, cursor ?? list.oldest()?.id);
+  const loadOlder = async () => {
+    await loadPage(olderPage, cursor ?? list.oldest()?.id);
+    noteMatches();
+  };
+  /** The search note counts what is loaded, and says whether more may match. */
+  const noteMatches = () => {
+    if (searching()) searchNote.textContent = `${list.size}${cursor ? '+' : ''} matching request${list.size === 1 ? '' : 's'}; new requests are not added while searching.`;
+  };
 
   async function applyFilters(f: Filters) {
     filters = f;
@@ -244,7 +253,7 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
     searchNote.hidden = !searching();
     searchNote.textContent = searching() ? 'Showing search results from every stored request; new requests are not added while searching.' : '';
     await loadPage(firstPage);
-    if (searching()) searchNote.textContent = `${list.size}${cursor ? '+' : ''} matching request${list.size === 1 ? '' : 's'}; new requests are not added while searching.`;
+    noteMatches();
   }
 
   const deleteAll = h(
@@ -259,6 +268,8 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
           generation++;
           list.reset();
           cursor = null;
+          olderButton.disabled = true;
+          olderButton.textContent = 'No older requests';
           clear(detail);
           updateCounts();
         } catch (err) {
@@ -396,7 +407,10 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
   client.on('reconnecting', ({ attempt, delay }) => {
     lostAt ??= Date.now();
     const due = Date.now() + delay;
-    const tick = () => setConn('reconnecting', `reconnecting · attempt ${attempt}, next try in ${Math.max(0, (due - Date.now()) / 1000).toFixed(1)} s`);
+    // A browser hides the status of a refused upgrade (docs/client.md): a page that never got
+    // through says where to look rather than only counting attempts.
+    const hint = everConnected || attempt < 3 ? '' : ' · never connected: is /ws refused (HOOKY_ALLOWED_ORIGINS, the API token, a proxy)? The browser console shows the status';
+    const tick = () => setConn('reconnecting', `reconnecting · attempt ${attempt}, next try in ${Math.max(0, (due - Date.now()) / 1000).toFixed(1)} s${hint}`);
     if (countdown) clearInterval(countdown);
     tick();
     countdown = setInterval(() => (Date.now() >= due ? (clearInterval(countdown), setConn('reconnecting', `reconnecting · attempt ${attempt}…`)) : tick()), 200);
@@ -413,14 +427,24 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
   window.addEventListener('online', () => {
     if (conn.dataset.connectionState === 'offline') setConn('reconnecting', 'network back · reconnecting…');
   });
-  try {
-    await client.join(webhookId);
-  } catch (err) {
-    setConn('offline', `offline · ${(err as Error).message}`);
-  }
+  const joined = client.join(webhookId).then(
+    () => true,
+    (err: unknown) => {
+      setConn('offline', `offline · ${(err as Error).message}`);
+      return false;
+    },
+  );
   // The REST page is read after the join took effect: everything before is in it, everything
-  // after arrives live, and the list drops what comes both ways.
+  // after arrives live, and the list drops what comes both ways. A join that has not taken
+  // effect after a while (a browser retries a refused upgrade without end) does not keep the
+  // stored requests off the screen: they are read now, and read again once it does.
+  const inTime = await Promise.race([joined, new Promise<undefined>((r) => setTimeout(r, joinWaitMs))]);
   await loadPage(firstPage);
+  if (inTime === undefined) {
+    void joined.then(async (ok) => {
+      if (ok && !searching()) await loadPage(firstPage);
+    });
+  }
   const newest = list.newest();
   if (newest && follow) list.select(newest.id);
   (window as unknown as { hookyInspector: unknown }).hookyInspector = { ids: () => list.ids(), client };
