@@ -12,8 +12,9 @@ export interface Budget {
 
 export interface Hold {
   /**
-   * Takes `bytes` more if they fit under the ceiling, or if nothing at all is held: one item
-   * larger than the ceiling can still pass, alone. False when refused; nothing is taken then.
+   * Takes `bytes` more if they fit under the ceiling, or if nothing is held but by this hold: one
+   * item larger than the ceiling can still pass, alone, whether it is taken at once or as it
+   * streams. False when refused; nothing is taken then.
    */
   take(bytes: number): boolean;
   /** Gives back everything this hold took. Safe to call twice. */
@@ -32,7 +33,7 @@ export function createBudget(max: number, onChange: (delta: number) => void = ()
         take(bytes) {
           if (released) return false;
           if (bytes <= 0) return true;
-          if (held + bytes > max && held > 0) return false;
+          if (held + bytes > max && held > mine) return false;
           held += bytes;
           mine += bytes;
           onChange(bytes);

@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { constants as osConstants } from 'node:os';
 import { joinPrimary, startPrimary, workerLogger } from './cluster.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './log.js';
@@ -40,7 +41,7 @@ async function withSignalsHeld<T>(start: Promise<T>, signalEndsStart = false): P
       log.info(`${s} during start-up: shutting down once started`);
     } else if (!cluster.isWorker) {
       log.warn(`${s} again: exiting during start-up`);
-      process.exit(130);
+      process.exit(killedBy(s));
     }
   };
   process.on('SIGTERM', hold);
@@ -100,7 +101,7 @@ if (config.server.workers > 1 && cluster.isPrimary) {
     if (stopping) {
       if (cluster.isWorker) return;
       log.warn(`${signal} again: exiting without finishing the shutdown`);
-      process.exit(130);
+      process.exit(killedBy(signal));
     }
     stopping = true;
     log.info(`${signal}: shutting down`);
@@ -142,4 +143,9 @@ if (cluster.isPrimary && heldSignal === undefined) {
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** The status a shell gives a process ended by `signal`: 128 + its number (SIGINT 130, SIGTERM 143). */
+function killedBy(signal: string): number {
+  return 128 + (osConstants.signals[signal as NodeJS.Signals] ?? 0);
 }

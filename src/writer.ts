@@ -101,9 +101,11 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
     let n = 0;
     let bytes = 0;
     while (n < queue.length && n < opts.maxRows) {
-      bytes += queue[n]!.row.json.length;
+      const size = queue[n]!.row.json.length;
+      // At most maxBytes of payload; a row larger than that alone goes by itself.
+      if (n > 0 && bytes + size > opts.maxBytes) break;
+      bytes += size;
       n++;
-      if (bytes >= opts.maxBytes) break;
     }
     const taken = n === queue.length ? queue : queue.slice(0, n);
     l.queue = n === queue.length ? [] : queue.slice(n);
@@ -180,7 +182,7 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
       for (;;) {
         await new Promise((r) => setTimeout(r, opts.settleIntervalMs ?? 250));
         try {
-          const ids = await store.storedIds(rows.map((r) => r.id));
+          const ids = await within(store.storedIds(rows.map((r) => r.id)), deadline - Date.now());
           healthy = true;
           log.info('batch settled', { rows: rows.length, committed: ids.size });
           return ids;
@@ -213,7 +215,9 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
     write(row: CapturedRow, abandoned?: () => boolean): Promise<WriteResult> {
       if (closed) return Promise.reject(new HttpError('draining'));
       if (settling > 0) return Promise.reject(new HttpError('storage_unavailable'));
-      if (queuedBytes + row.json.length > opts.queueMaxBytes) {
+      // A row larger than the ceiling is taken into an empty queue: refused, its sender would
+      // retry the 503 for ever.
+      if (queuedBytes > 0 && queuedBytes + row.json.length > opts.queueMaxBytes) {
         return Promise.reject(new HttpError('overloaded'));
       }
       return new Promise<WriteResult>((resolve, reject) => {
@@ -251,3 +255,15 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
 
 export type Writer = ReturnType<typeof createWriter>;
 
+/**
+ * `p`, or a rejection once `ms` have passed. While Postgres refuses connections, postgres.js holds
+ * a query until it can connect: unbounded, the settle's question would hold its batch, and the
+ * shutdown waiting for it, for the whole outage.
+ */
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${Math.round(ms)} ms`)), Math.max(0, ms));
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}

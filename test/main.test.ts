@@ -195,6 +195,22 @@ shutdown('SIGTERM under load: every 2xx is stored, the rest get 503 or a closed 
   }
 });
 
+shutdown('a second SIGTERM ends the shutdown at once, with the status a shell gives SIGTERM (143)', async () => {
+  const r = await spawnMain({ DATABASE_URL: await testDatabaseUrl(), HOOKY_SHUTDOWN_TIMEOUT_MS: '60000' });
+  const { id } = await createWebhook(r.url, { response: { delayMs: 30_000 } });
+  // A stored capture whose answer waits out its delay: the shutdown would wait for it.
+  const waiting = fetch(`${r.url}/h/${id}`, { method: 'POST', body: 'x' }).catch(() => undefined);
+  await eventually(async () => (await fetch(`${r.url}/api/webhooks/${id}/requests`).then((x) => x.json() as Promise<{ requests: unknown[] }>)).requests.length === 1, 5000, 'the capture stored');
+  r.child.kill('SIGTERM');
+  await eventually(() => /SIGTERM: shutting down/.test(r.output()), 5000, 'the shutdown under way');
+  const asked = Date.now();
+  r.child.kill('SIGTERM');
+  assert.is(await r.exited, 143);
+  assert.ok(Date.now() - asked < 3000, `exited ${Date.now() - asked} ms after the second signal`);
+  assert.match(r.output(), /SIGTERM again: exiting without finishing the shutdown/);
+  await waiting;
+});
+
 shutdown('npm start: a SIGTERM to npm, as a supervisor sends it, reaches hooky, which shuts down and leaves nothing running', async () => {
   const child = spawn('npm', ['start'], {
     cwd: new URL('..', import.meta.url).pathname,

@@ -232,4 +232,36 @@ test('Postgres stopped and started again (an embedded cluster of its own): 503 w
   }
 });
 
+test('a database that refuses connections (FATAL at connect): SIGTERM during it still ends within HOOKY_SHUTDOWN_TIMEOUT_MS', async () => {
+  const admin = postgres(await testDatabaseUrl(), { max: 1, onnotice: () => {} });
+  const name = `hooky_refusing_${process.pid}`;
+  await admin.unsafe(`drop database if exists ${name}`);
+  await admin.unsafe(`create database ${name}`);
+  const url = new URL(await testDatabaseUrl());
+  url.pathname = `/${name}`;
+  // A settle that could take all of 30 s: the shutdown, not the settle, has to end it.
+  const r = await spawnMain({ DATABASE_URL: url.toString(), HOOKY_SETTLE_TIMEOUT_MS: '30000', HOOKY_SHUTDOWN_TIMEOUT_MS: '1500' });
+  try {
+    const { id } = await createWebhook(r.url);
+    const senders = startSenders(r.url, id, { concurrency: 20, body: '{"n":1}' });
+    await eventually(() => senders.acked().length >= 200, 10_000, '200 captures first');
+    // As `ALTER DATABASE … ALLOW_CONNECTIONS false` does to an outage: every session ended, and
+    // each new connection refused with a FATAL error, which postgres.js meets by trying again.
+    await admin.unsafe(`alter database ${name} allow_connections false`);
+    await admin`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${name}`;
+    await sleep(300);
+    const asked = Date.now();
+    r.child.kill('SIGTERM');
+    await r.exited;
+    const took = Date.now() - asked;
+    await senders.stop();
+    assert.ok(took < 1500 + 2000, `exited ${took} ms after SIGTERM (shutdown timeout 1500 ms)`);
+  } finally {
+    r.child.kill('SIGKILL');
+    await admin.unsafe(`alter database ${name} allow_connections true`);
+    await admin.unsafe(`drop database if exists ${name} with (force)`);
+    await admin.end();
+  }
+});
+
 test.run();

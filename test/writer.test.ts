@@ -17,9 +17,11 @@ function fakeStore() {
   // `skip`: webhooks deleted before the batch committed.
   const gates: { release: (fail?: Error, skip?: Set<string>) => void }[] = [];
   /** What `storedIds` answers after a broken connection: the committed ids, or an error. */
-  const afterwards: { answer: Set<string> | Error } = { answer: new Error('still down') };
+  // 'waits': the query never answers, as postgres.js holds one while Postgres refuses connections.
+  const afterwards: { answer: Set<string> | Error | 'waits' } = { answer: new Error('still down') };
   const store = {
     async storedIds(ids: readonly string[]) {
+      if (afterwards.answer === 'waits') return new Promise<never>(() => {});
       if (afterwards.answer instanceof Error) throw afterwards.answer;
       const known = afterwards.answer;
       return new Set(ids.filter((id) => known.has(id)));
@@ -70,13 +72,19 @@ test('batches are capped by rows and by bytes, in order', async () => {
   const { store, batches, gates } = fakeStore();
   const w = createWriter(store, { ...opts, maxRows: 3, maxBytes: 25 }, { metrics: createMetrics(), log, onCommitted: () => {}});
   const all = Array.from({ length: 7 }, (_, i) => w.write(row(i, 10)));
-  for (let i = 0; i < 5 && gates.length > batches.length - 1; i++) {
+  // A row larger than maxBytes alone goes by itself, and ends no batch early but its own.
+  all.push(w.write(row(7, 40)), w.write(row(8, 10)));
+  let done = false;
+  const settled = Promise.all(all).then(() => (done = true));
+  for (let i = 0; i < 100 && !done; i++) {
     await tick();
     gates.at(-1)?.release();
   }
-  await Promise.all(all);
-  // 10-byte rows: the third row passes 25 bytes, so batches hold 3 rows at most.
-  assert.equal(batches.map((b) => b.length), [3, 3, 1]);
+  await settled;
+  // 10-byte rows: a third would pass 25 bytes, so batches hold 2 rows; never more than 25 bytes
+  // but for the one row larger than that.
+  assert.equal(batches.map((b) => b.length), [2, 2, 2, 1, 1, 1]);
+  assert.equal(batches.map((b) => b.reduce((n, r) => n + r.json.length, 0)), [20, 20, 20, 10, 40, 10]);
   assert.equal(batches.flat().map((r) => r.id), all.map((_, i) => row(i).id));
 });
 
@@ -133,6 +141,19 @@ test('a batch that cannot be settled in time answers 503', async () => {
   assert.is(err.code, 'storage_unavailable');
 });
 
+test('a settle whose query never answers still ends at settleTimeoutMs with 503', async () => {
+  const { store, gates, afterwards } = fakeStore();
+  afterwards.answer = 'waits';
+  const w = createWriter(store, { ...opts, settleTimeoutMs: 100 }, { metrics: createMetrics(), log, onCommitted: () => {}});
+  const p = w.write(row(1));
+  await tick();
+  const cut = Date.now();
+  gates[0]!.release(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
+  const err = (await p.catch((e: unknown) => e)) as HttpError;
+  assert.is(err.code, 'storage_unavailable');
+  assert.ok(Date.now() - cut < 1000, `answered after ${Date.now() - cut} ms`);
+});
+
 test('rows whose webhook vanished resolve "gone" and are not published', async () => {
   const { store, gates } = fakeStore();
   const published: string[] = [];
@@ -152,6 +173,23 @@ test('the queue is bounded: past queueMaxBytes a write is refused with 503 overl
   const err = (await w.write(row(3, 10)).catch((e: unknown) => e)) as HttpError;
   assert.is(err.code, 'overloaded');
   assert.is(err.status, 503);
+});
+
+test('a row larger than queueMaxBytes is taken into an empty queue (a 503 would be retried for ever)', async () => {
+  const { store, gates } = fakeStore();
+  const w = createWriter(store, { ...opts, queueMaxBytes: 25 }, { metrics: createMetrics(), log, onCommitted: () => {}});
+  const big = w.write(row(1, 100));
+  await tick();
+  gates[0]!.release();
+  assert.is(await big, 'stored');
+  // Beside another queued row it is refused as any other.
+  const gate = w.write(row(2, 10));
+  await tick(); // row 2's batch is out; the queue is empty again
+  void w.write(row(3, 10));
+  const err = (await w.write(row(4, 100)).catch((e: unknown) => e)) as HttpError;
+  assert.is(err.code, 'overloaded');
+  gates[1]!.release();
+  await gate;
 });
 
 test('close waits for every accepted row, then refuses new ones', async () => {

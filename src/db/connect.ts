@@ -15,8 +15,11 @@ export interface Database {
    */
   // Options as postgres.js reads them; its typings lack some (onnotify).
   dedicated(name: string, extra: Record<string, unknown>): Sql;
-  /** Ends the pool, then stops embedded PostgreSQL if we started it. Safe to call twice. */
-  close(): Promise<void>;
+  /**
+   * Ends the pool, giving queries still out `timeoutS` seconds (5 by default), then stops embedded
+   * PostgreSQL if we started it. Safe to call twice.
+   */
+  close(timeoutS?: number): Promise<void>;
 }
 
 /**
@@ -58,9 +61,9 @@ export async function openDatabase(opts: Config['db'], log: Logger): Promise<Dat
     sql,
     where: embedded ? `embedded PostgreSQL in ${embedded.dir}` : redact(url),
     dedicated: (name, extra) => postgres(url, { ...options, max: 1, connection: { application_name: `hooky ${name}` }, ...extra } as postgres.Options<never>),
-    close: () =>
+    close: (timeoutS = 5) =>
       (closing ??= (async () => {
-        await sql.end({ timeout: 5 });
+        await sql.end({ timeout: timeoutS });
         await embedded?.stop();
       })()),
   };
