@@ -1,4 +1,9 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { httpErrors } from './errors.js';
+import { wsErrorMessages, type WsErrorCode } from './protocol.js';
+
+/** Every status an HTTP error of the table (errors.ts) is answered with. */
+const errorStatuses: readonly number[] = [...new Set(Object.values(httpErrors).map((e) => e.status))].sort((a, b) => a - b);
 
 /**
  * The service's metrics, rendered by prom-client in the Prometheus text format, beside
@@ -35,8 +40,12 @@ export function createMetrics() {
     };
   }
 
-  function labelledCounter(name: string, help: string, label: string) {
-    const values = new Map<string | number, number>();
+  /**
+   * A counter by one label. The `known` values are exported at 0 from the start, so that an
+   * alert on the series can tell "none yet" from "not exported".
+   */
+  function labelledCounter<K extends string | number>(name: string, help: string, label: string, known: readonly K[]) {
+    const values = new Map<K, number>(known.map((k) => [k, 0]));
     new Counter({
       name,
       help,
@@ -48,10 +57,10 @@ export function createMetrics() {
       },
     });
     return {
-      inc(key: string | number, by = 1) {
+      inc(key: K, by = 1) {
         values.set(key, (values.get(key) ?? 0) + by);
       },
-      get(key: string | number) {
+      get(key: K) {
         return values.get(key) ?? 0;
       },
     };
@@ -84,7 +93,7 @@ export function createMetrics() {
 
   const m = {
     captures: counter('hooky_captures_total', 'Requests captured and committed'),
-    captureErrors: labelledCounter('hooky_capture_errors_total', 'Capture requests answered with an error, by HTTP status', 'status'),
+    captureErrors: labelledCounter('hooky_capture_errors_total', 'Capture requests answered with an error, by HTTP status', 'status', errorStatuses),
     batchSize: histogram('hooky_batch_rows', 'Rows per group-commit INSERT', [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000]),
     batchSeconds: histogram('hooky_batch_seconds', 'Time from sending a group-commit INSERT to its answer', [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2]),
     batchFailures: counter('hooky_batch_failures_total', 'Group-commit INSERTs that failed'),
@@ -98,11 +107,11 @@ export function createMetrics() {
     joinedRooms: gauge('hooky_room_memberships', 'Room memberships over all open connections'),
     backpressureCloses: counter('hooky_websocket_backpressure_closes_total', 'Connections closed because they could not keep up'),
     rateLimitCloses: counter('hooky_websocket_rate_limit_closes_total', 'Connections closed (1008) for going on past the message rate limit'),
-    wsErrors: labelledCounter('hooky_websocket_errors_total', 'error events sent to clients, by code', 'code'),
-    rejectedUpgrades: labelledCounter('hooky_websocket_rejected_upgrades_total', 'WebSocket upgrades refused, by HTTP status', 'status'),
+    wsErrors: labelledCounter('hooky_websocket_errors_total', 'error events sent to clients, by code', 'code', Object.keys(wsErrorMessages) as WsErrorCode[]),
+    rejectedUpgrades: labelledCounter('hooky_websocket_rejected_upgrades_total', 'WebSocket upgrades refused, by HTTP status', 'status', errorStatuses),
     relayFilled: counter('hooky_relay_filled_total', 'Committed requests read back from Postgres for rooms served here (another instance committed them, or a gap was filled)'),
     busResumes: counter('hooky_bus_resumes_total', 'Times the bus between instances was cut off and came back'),
-    retentionDeleted: labelledCounter('hooky_retention_deleted_total', 'Captured requests deleted by retention, by rule', 'rule'),
+    retentionDeleted: labelledCounter('hooky_retention_deleted_total', 'Captured requests deleted by retention, by rule', 'rule', ['max_age', 'max_requests', 'max_bytes'] as const),
     retentionSized: counter('hooky_retention_rows_sized_total', 'Stored requests whose payload size the byte rule of retention read'),
     // The open files themselves are prom-client's process_open_fds and process_max_fds.
     acceptPauses: counter('hooky_accept_pauses_total', 'Times new connections stopped being accepted because open files neared the limit'),

@@ -71,7 +71,7 @@ export function createRetention(sql: Sql, opts: RetentionOptions, { metrics, log
    * Repeats a bounded DELETE until it deletes less than a full batch, or the job is closed.
    * A statement answering undefined deleted nothing because another instance does the work.
    */
-  async function deleteInBatches(rule: string, statement: () => Promise<number | undefined>): Promise<void> {
+  async function deleteInBatches(rule: Parameters<Metrics['retentionDeleted']['inc']>[0], statement: () => Promise<number | undefined>): Promise<void> {
     for (;;) {
       if (closed) return;
       const count = await statement();

@@ -61,6 +61,10 @@ test('GET /metrics exposes the counters in Prometheus text format', async (ctx) 
   }
   assert.match(text, /^hooky_captures_total [1-9]\d*$/m);
   assert.match(text, /^hooky_capture_errors_total\{status="404"\} [1-9]\d*$/m);
+  // Labelled counters export their known values from the start, at 0 until the first one.
+  for (const series of ['hooky_capture_errors_total{status="413"}', 'hooky_websocket_errors_total{code="RATE_LIMITED"}', 'hooky_websocket_rejected_upgrades_total{status="401"}', 'hooky_retention_deleted_total{rule="max_age"}']) {
+    assert.ok(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} \\d+$`, 'm').test(text), series);
+  }
 });
 
 test('GET /metrics also exposes the process: CPU, memory, heap, GC and event-loop lag', async (ctx) => {
