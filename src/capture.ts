@@ -169,7 +169,7 @@ export function registerCapture(app: TemplatedApp, opts: CaptureOptions, deps: D
         );
       },
       hold,
-      (err) => refuse(ex, err),
+      refuse,
     );
   }
 

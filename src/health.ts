@@ -2,6 +2,7 @@ import { HttpError } from './errors.js';
 import { exchange, send, sendError } from './http.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { within } from './timeout.js';
 import type { TemplatedApp } from './uws.js';
 
 interface Deps {
@@ -30,14 +31,10 @@ export function registerHealth(app: TemplatedApp, deps: Deps): void {
   app.get('/readyz', (res) => {
     const ex = exchange(res);
     if (deps.isDraining()) return sendError(ex, draining);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('timeout')), pingTimeoutMs);
-    });
-    Promise.race([deps.ping(), timeout]).then(
+    within(deps.ping(), pingTimeoutMs).then(
       () => (deps.isDraining() ? sendError(ex, draining) : send(ex, 200, '{"status":"ready"}', json)),
       () => sendError(ex, unavailable),
-    ).finally(() => clearTimeout(timer));
+    );
   });
 
   app.get('/metrics', (res) => {

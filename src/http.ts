@@ -102,11 +102,11 @@ export function readBody(
   limit: number,
   done: (body: Buffer) => void,
   hold?: Hold,
-  refuse: (err: HttpError) => void = (err) => sendError(ex, err, true),
+  refuse: (ex: Exchange, err: HttpError) => void = refuseBody,
 ): void {
   const declared = declaredLength === '' ? -1 : Number(declaredLength);
-  if (declared > limit) return refuse(tooLarge(limit));
-  if (hold !== undefined && declared > 0 && !hold.take(declared)) return overloaded(hold, refuse);
+  if (declared > limit) return refuse(ex, tooLarge(limit));
+  if (hold !== undefined && declared > 0 && !hold.take(declared)) return overloaded(ex, hold, refuse);
   // With a Content-Length (the usual case) the body is copied once into a buffer of its size.
   // Without a hold only up to preallocMax: a client must not make us reserve 10 MiB with a header
   // alone. With one, those bytes are already counted against the budget; and one buffer of the
@@ -120,9 +120,9 @@ export function readBody(
     const chunk = new Uint8Array(ab);
     if (size + chunk.length > limit) {
       hold?.release();
-      return refuse(tooLarge(limit));
+      return refuse(ex, tooLarge(limit));
     }
-    if (hold !== undefined && size + chunk.length > hold.bytes && !hold.take(size + chunk.length - hold.bytes)) return overloaded(hold, refuse);
+    if (hold !== undefined && size + chunk.length > hold.bytes && !hold.take(size + chunk.length - hold.bytes)) return overloaded(ex, hold, refuse);
     if (buf !== undefined && size + chunk.length <= buf.length) {
       buf.set(chunk, size);
     } else {
@@ -138,10 +138,13 @@ export function readBody(
   });
 }
 
-function overloaded(hold: Hold, refuse: (err: HttpError) => void) {
+function overloaded(ex: Exchange, hold: Hold, refuse: (ex: Exchange, err: HttpError) => void) {
   hold.release();
-  refuse(new HttpError('overloaded', 'Too many request bodies are being received at once; retry later'));
+  refuse(ex, new HttpError('overloaded', 'Too many request bodies are being received at once; retry later'));
 }
+
+/** readBody's refusal unless the caller has its own: the answer, and the connection closed. */
+const refuseBody = (ex: Exchange, err: HttpError) => sendError(ex, err, true);
 
 /**
  * Answers with a body too large to hand to uWS at once. `end` would make uWS copy whatever the

@@ -3,6 +3,7 @@ import { HttpError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { CapturedRow, Positions, Store } from './store.js';
+import { within } from './timeout.js';
 
 export interface WriterOptions {
   maxRows: number;
@@ -182,6 +183,7 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
       for (;;) {
         await new Promise((r) => setTimeout(r, opts.settleIntervalMs ?? 250));
         try {
+          // Bounded: while Postgres refuses connections postgres.js holds the query until it can connect.
           const ids = await within(store.storedIds(rows.map((r) => r.id)), deadline - Date.now());
           healthy = true;
           log.info('batch settled', { rows: rows.length, committed: ids.size });
@@ -254,16 +256,3 @@ export function createWriter(store: Store, opts: WriterOptions, { metrics, log, 
 }
 
 export type Writer = ReturnType<typeof createWriter>;
-
-/**
- * `p`, or a rejection once `ms` have passed. While Postgres refuses connections, postgres.js holds
- * a query until it can connect: unbounded, the settle's question would hold its batch, and the
- * shutdown waiting for it, for the whole outage.
- */
-function within<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${Math.round(ms)} ms`)), Math.max(0, ms));
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}

@@ -69,18 +69,19 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
     h('span', { class: 'crumb' }, '/ ', h('strong', {}, webhookId)),
     conn,
   );
-  const exportLink = (format: string, label: string) =>
+  const exportLink = (format: 'ndjson' | 'har', label: string) =>
     h(
       'a',
       {
         href: `${base}/export?format=${format}`,
-        download: `hooky-${webhookId}.${format === 'har' ? 'har' : 'ndjson'}`,
+        // The name the server gives it (Content-Disposition).
+        download: `hooky-${webhookId}.${format}`,
         class: 'button',
         onclick: (ev: Event) => {
           // A link cannot carry the Bearer header: with a token, fetch and save.
           if (!token()) return;
           ev.preventDefault();
-          void api(`${base}/export?format=${format}`).then(async (res) => download(await res.blob(), `hooky-${webhookId}.${format === 'har' ? 'har' : 'ndjson'}`));
+          void api(`${base}/export?format=${format}`).then(async (res) => download(await res.blob(), `hooky-${webhookId}.${format}`));
         },
       },
       label,
@@ -228,11 +229,15 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
       listStatus.textContent = err instanceof ApiError && err.code === 'invalid_request' && searching() ? `search refused: ${err.message}` : `could not load: ${(err as Error).message}`;
     } finally {
       if (gen === generation) {
-        olderButton.disabled = cursor === null;
-        olderButton.textContent = cursor === null ? 'No older requests' : 'Load older';
+        showOlder();
         updateCounts();
       }
     }
+  }
+  /** The Load older button as the cursor stands: null, nothing older. */
+  function showOlder() {
+    olderButton.disabled = cursor === null;
+    olderButton.textContent = cursor === null ? 'No older requests' : 'Load older';
   }
   const loadOlder = async () => {
     await loadPage(olderPage, cursor ?? list.oldest()?.id);
@@ -268,8 +273,7 @@ export async function inspector(root: HTMLElement, webhookId: string): Promise<v
           generation++;
           list.reset();
           cursor = null;
-          olderButton.disabled = true;
-          olderButton.textContent = 'No older requests';
+          showOlder();
           clear(detail);
           updateCounts();
         } catch (err) {
